@@ -1,0 +1,215 @@
+"""miles' deepscaler rule as the pipeline grades with it: what a sample must say to score 1."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mileage.rewards import (
+    REWARDS,
+    answers_match,
+    deepscaler,
+    deepscaler_nothink,
+    extract_answer,
+    get_reward,
+    normalize_answer,
+    requires_think,
+)
+
+THINK = "<think>\nLet me work this out. Maybe \\boxed{7}? No, recheck.\n</think>\n\n"
+
+
+def respond(answer_text: str) -> str:
+    return THINK + answer_text
+
+
+@pytest.mark.parametrize(
+    "answer, label",
+    [
+        ("\\frac{1}{2}", "1/2"),
+        ("\\frac{1}{2}", "0.5"),
+        ("\\dfrac{1}{2}", "\\frac12"),
+        ("\\tfrac{3}{4}", "0.75"),
+        ("1/2", "\\frac{1}{2}"),
+        ("0 .5", "1/2"),
+        ("025", "25"),
+        ("25", "025"),
+        ("-3", "-3"),
+        ("- 3", "-3"),
+        ("-\\frac{1}{2}", "-0.5"),
+        ("10\\text{ cm}", "10"),
+        ("12 \\text{cm}^2", "12"),
+        ("30^\\circ", "30"),
+        ("30^{\\circ}", "30"),
+        ("30 degrees", "30"),
+        ("1{,}000", "1000"),
+        ("1,000", "1000"),
+        ("1\\,000", "1000"),
+        ("\\$18", "18"),
+        ("x = 5", "5"),
+        ("50\\%", "50"),
+        ("\\left( 3 \\right)", "3"),
+        ("204.", "204"),
+        ("\\frac{\\sqrt{3}}{2}", "\\frac{\\sqrt3}{2}"),
+        ("\\frac{\\sqrt{3}}{2}", "\\frac{3}{2\\sqrt{3}}"),
+        ("4\\sqrt{2}", "\\sqrt{32}"),
+        ("2\\pi", "2*pi"),
+        ("\\pi/2", "\\frac{\\pi}{2}"),
+        ("\\sqrt[3]{8}", "2"),
+        ("(x+1)^2", "x^2+2x+1"),
+        ("(1, 2)", "(1,2)"),
+        ("\\infty", "\\infty"),
+    ],
+)
+def test_equivalent_answers_score_one(answer: str, label: str) -> None:
+    assert deepscaler(respond(f"The answer is $\\boxed{{{answer}}}$."), label) == 1.0
+
+
+@pytest.mark.parametrize(
+    "answer, label",
+    [
+        ("26", "25"),
+        ("0.333", "1/3"),
+        ("-3", "3"),
+        ("\\frac{1}{3}", "0.5"),
+        ("2m", "2"),  # an expression, not a unit
+        ("\\sqrt{2}", "1.414"),
+        ("x", "y"),
+        ("(1, 2)", "(2, 1)"),
+        ("ABC", "ABD"),
+    ],
+)
+def test_different_answers_score_zero(answer: str, label: str) -> None:
+    assert deepscaler(respond(f"\\boxed{{{answer}}}"), label) == 0.0
+
+
+def test_glm_z1_style_answer_line() -> None:
+    response = respond("So $a+b+c = 34$.\n\nAnswer: \\boxed{34}")
+    assert deepscaler(response, "34") == 1.0
+    assert extract_answer(response, require_think=True) == "34"
+
+
+def test_last_box_after_last_think_wins() -> None:
+    # The box inside the thinking (7) and the earlier box (12) are not graded.
+    response = respond("First guess \\boxed{12}, corrected: \\boxed{204}")
+    assert deepscaler(response, "204") == 1.0
+    assert deepscaler(response, "12") == 0.0
+    assert deepscaler(response, "7") == 0.0
+    twice = "<think>a</think> \\boxed{1} <think>b</think> \\boxed{2}"
+    assert extract_answer(twice, require_think=True) == "2"
+
+
+def test_nested_braces() -> None:
+    response = respond("\\boxed{\\frac{\\sqrt{3}}{2}}")
+    assert extract_answer(response, require_think=True) == "\\frac{\\sqrt{3}}{2}"
+    assert deepscaler(response, "\\frac{\\sqrt{3}}{2}") == 1.0
+    assert deepscaler(response, "\\frac{1}{2}\\sqrt{3}") == 1.0
+
+
+def test_fbox_and_braceless_box() -> None:
+    assert extract_answer(respond("\\fbox{17}"), require_think=True) == "17"
+    assert extract_answer(respond("$\\boxed 5$"), require_think=True) == "5"
+
+
+def test_no_box_scores_zero() -> None:
+    response = respond("The answer is 204.")
+    assert extract_answer(response, require_think=True) is None
+    assert deepscaler(response, "204") == 0.0
+
+
+def test_unclosed_last_box_is_not_graded() -> None:
+    response = respond("\\boxed{3} hmm, actually \\boxed{\\frac{1}{")
+    assert extract_answer(response, require_think=True) is None
+    assert deepscaler(response, "3") == 0.0
+
+
+def test_truncated_thinking_scores_zero_for_deepscaler_only() -> None:
+    cut_off = "<think>\nSo the answer is \\boxed{204} probably, but let me verify by"
+    assert deepscaler(cut_off, "204") == 0.0
+    assert extract_answer(cut_off, require_think=True) is None
+    # The no-think variant grades the whole response when there is no </think>.
+    assert deepscaler_nothink(cut_off, "204") == 1.0
+    assert extract_answer(cut_off, require_think=False) == "204"
+
+
+def test_nothink_still_uses_text_after_think_when_present() -> None:
+    response = "<think>\\boxed{1}</think> \\boxed{2}"
+    assert deepscaler_nothink(response, "2") == 1.0
+    assert deepscaler_nothink(response, "1") == 0.0
+    assert deepscaler_nothink("12 + 30 = \\boxed{42}", "42") == 1.0
+
+
+def test_response_marker_counts_as_end_of_thinking() -> None:
+    assert deepscaler("question ###Response The answer is \\boxed{9}", "9") == 1.0
+
+
+def test_label_written_as_box() -> None:
+    assert deepscaler(respond("\\boxed{9}"), "\\boxed{9}") == 1.0
+
+
+def test_rewards_are_binary_floats() -> None:
+    for response in (respond("\\boxed{1}"), respond("\\boxed{2}"), "nothing"):
+        value = deepscaler(response, "1")
+        assert isinstance(value, float) and value in (0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "",
+        "</think>",
+        "</think>\\boxed{}",
+        "</think>\\boxed{",
+        "</think>\\boxed{}}}}{{{",
+        "</think>\\boxed{__import__('os').system('echo hacked')}",
+        "</think>\\boxed{9^{9^{9^{9^{9}}}}}",
+        "</think>\\boxed{" + "(" * 500 + "}",
+        "</think>\\boxed{\\frac{1}{0}}",
+        "</think>\\boxed{1/0}",
+        "</think>\\boxed{\\sqrt{-1}}",
+        "</think>\\boxed{x=}",
+        "</think>\\boxed{\\\\\\\\}",
+        "</think>\\boxed{" + "9" * 5000 + "}",
+        "</think>\\boxed{\ud800}",
+        "</think>" + "\\boxed{1}" * 2000,
+    ],
+)
+def test_garbage_never_raises(garbage: str) -> None:
+    start = time.monotonic()
+    for reward in REWARDS.values():
+        assert reward(garbage, "1") in (0.0, 1.0)
+    extract_answer(garbage, require_think=True)
+    assert time.monotonic() - start < 5.0
+
+
+def test_non_string_response_scores_zero() -> None:
+    assert deepscaler(None, "1") == 0.0  # type: ignore[arg-type]
+
+
+def test_power_tower_is_refused_quickly() -> None:
+    start = time.monotonic()
+    assert not answers_match("9^{9^{9^9}}", "1")
+    assert time.monotonic() - start < 2.0
+
+
+def test_normalize_pools_equivalent_spellings() -> None:
+    assert normalize_answer("\\dfrac{1}{2}") == normalize_answer("\\frac12")
+    assert normalize_answer("$025$") == normalize_answer("25")
+
+
+def test_registry() -> None:
+    assert get_reward("deepscaler") is deepscaler
+    assert get_reward("deepscaler_nothink") is deepscaler_nothink
+    assert requires_think("deepscaler") and not requires_think("deepscaler_nothink")
+    with pytest.raises(ValueError, match="deepscaler, deepscaler_nothink"):
+        get_reward("math")
+
+
+def test_string_path_is_fast() -> None:
+    # The common case (integer labels) must not reach sympy: thousands of grades in well under a second.
+    responses = [respond(f"Answer: \\boxed{{{i}}}") for i in range(2000)]
+    start = time.monotonic()
+    scores = [deepscaler(r, "204") for r in responses]
+    assert time.monotonic() - start < 1.0
+    assert sum(scores) == 1.0
