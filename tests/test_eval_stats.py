@@ -1,0 +1,198 @@
+"""Evaluation statistics: estimators checked against brute force, intervals, k handling, the document shape."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import time
+from math import comb
+
+import pytest
+
+from mileage.evaluation.stats import (
+    StatsError,
+    bootstrap_ci,
+    majority_vote,
+    pass_at_j,
+    summarize,
+    summary_document,
+)
+
+
+def record(problem_id: str, index: int, label: str, answer: str | None, reward: float) -> dict:
+    return {
+        "problem_id": problem_id,
+        "sample_index": index,
+        "label": label,
+        "extracted_answer": answer,
+        "reward": reward,
+        "response_length": 10,
+        "truncated": False,
+        "response": "",
+    }
+
+
+def problem(problem_id: str, label: str, answers: list[str | None]) -> list[dict]:
+    return [record(problem_id, i, label, a, 1.0 if a == label else 0.0) for i, a in enumerate(answers)]
+
+
+def random_records(n_problems: int, k: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    records = []
+    for p in range(n_problems):
+        difficulty = rng.random()
+        answers = [str(p) if rng.random() < difficulty else rng.choice(["x", "y", None]) for _ in range(k)]
+        records += problem(f"prob-{p}", str(p), answers)
+    return records
+
+
+def brute_force_pass(outcomes: list[bool], j: int) -> float:
+    """Fraction of all j-subsets of the samples that contain at least one correct sample."""
+    subsets = list(itertools.combinations(outcomes, j))
+    return sum(any(s) for s in subsets) / len(subsets)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8])
+def test_pass_at_j_matches_subset_enumeration(n: int) -> None:
+    for c in range(n + 1):
+        outcomes = [True] * c + [False] * (n - c)
+        for j in range(1, n + 1):
+            assert pass_at_j(n, c, j) == pytest.approx(brute_force_pass(outcomes, j), abs=1e-12)
+
+
+def test_pass_at_j_is_stable_for_large_n() -> None:
+    # The naive ratio of binomials overflows floats here; the product form must not.
+    n, c, j = 2000, 3, 1000
+    assert comb(n, j) > 1e300
+    value = pass_at_j(n, c, j)
+    exact = 1 - comb(n - c, j) / comb(n, j)  # Python ints: exact, then one division
+    assert value == pytest.approx(exact, rel=1e-9)
+
+
+def test_summary_metrics_match_brute_force() -> None:
+    records = (
+        problem("a", "1", ["1", "2", "1", None])  # 2 of 4 correct, majority "1"
+        + problem("b", "5", ["3", "3", "5", "4"])  # 1 of 4, majority "3" (wrong)
+        + problem("c", "9", [None, None, None, None])  # nothing answered
+    )
+    summary = summarize(records, n_boot=200)
+    metrics = summary["metrics"]
+    outcomes = {"a": [1, 0, 1, 0], "b": [0, 0, 1, 0], "c": [0, 0, 0, 0]}
+    assert metrics["avg@4"]["value"] == pytest.approx(sum(map(sum, outcomes.values())) / 12)
+    for j in range(1, 5):
+        expected = sum(brute_force_pass([bool(x) for x in o], j) for o in outcomes.values()) / 3
+        assert metrics[f"pass@{j}"]["value"] == pytest.approx(expected)
+    assert metrics["maj@4"]["value"] == pytest.approx(1 / 3)
+    assert metrics["pass@1"]["value"] == pytest.approx(metrics["avg@4"]["value"])
+    assert set(metrics) == {"avg@4", "pass@1", "pass@2", "pass@3", "pass@4", "maj@4"}
+
+    rows = {row["problem_id"]: row for row in summary["per_problem"]}
+    assert rows["a"] == {"problem_id": "a", "label": "1", "n": 4, "n_correct": 2, "mean_reward": 0.5,
+                         "majority_answer": "1", "majority_correct": True}
+    assert rows["b"]["majority_answer"] == "3" and rows["b"]["majority_correct"] is False
+    assert rows["c"]["majority_answer"] is None and rows["c"]["majority_correct"] is False
+    assert summary["n_problems"] == 3 and summary["n_samples"] == 12 and summary["k"] == 4
+
+
+def test_majority_ignores_missing_answers_and_breaks_ties_by_first_appearance() -> None:
+    samples = problem("p", "2", [None, None, None, "2", "3", "3", "2"])
+    assert majority_vote(samples) == ("2", True)  # 2 and 3 tie twice each; "2" came first
+    samples = problem("p", "2", [None, "3", "2", "2", "3"])
+    assert majority_vote(samples) == ("3", False)
+
+
+def test_majority_pools_equivalent_spellings() -> None:
+    samples = [
+        record("p", 0, "1/2", "\\frac{1}{2}", 1.0),
+        record("p", 1, "1/2", "0.7", 0.0),
+        record("p", 2, "1/2", "0.7", 0.0),
+        record("p", 3, "1/2", "\\dfrac12", 1.0),
+        record("p", 4, "1/2", "1/2", 1.0),
+    ]
+    answer, correct = majority_vote(samples)
+    assert correct and answer == "\\frac{1}{2}"
+
+
+def test_bootstrap_interval_contains_point_and_is_deterministic() -> None:
+    records = random_records(30, 16, seed=3)
+    first = summarize(records, seed=7)
+    again = summarize(list(reversed(records)), seed=7)  # record order must not matter
+    assert json.dumps(first, sort_keys=True) == json.dumps(again, sort_keys=True)
+    other_seed = summarize(records, seed=8)
+    assert first["metrics"]["avg@16"]["ci95"] != other_seed["metrics"]["avg@16"]["ci95"]
+    for name, metric in first["metrics"].items():
+        low, high = metric["ci95"]
+        assert low <= metric["value"] <= high, name
+        assert 0.0 <= low and high <= 1.0
+    # With 30 problems of varied difficulty the interval is a real interval, not a point.
+    low, high = first["metrics"]["avg@16"]["ci95"]
+    assert high - low > 0.05
+
+
+def test_bootstrap_interval_width_shrinks_with_more_problems() -> None:
+    small = summarize(random_records(10, 4, seed=1), seed=0)["metrics"]["avg@4"]["ci95"]
+    large = summarize(random_records(400, 4, seed=1), seed=0)["metrics"]["avg@4"]["ci95"]
+    assert (large[1] - large[0]) < (small[1] - small[0])
+
+
+def test_bootstrap_of_constant_values_is_a_point() -> None:
+    ci = bootstrap_ci([[0.3]] * 30, n_boot=100, seed=0)
+    assert ci[0, 0] == pytest.approx(0.3) and ci[0, 1] == pytest.approx(0.3)
+
+
+def test_bootstrap_is_fast() -> None:
+    records = random_records(30, 16, seed=0)
+    start = time.monotonic()
+    summarize(records, n_boot=1000)
+    assert time.monotonic() - start < 1.0
+
+
+def test_k_defaults_to_smallest_sample_count_and_truncates_by_sample_index() -> None:
+    records = problem("a", "1", ["1", "1", "0", "0", "0", "0"]) + problem("b", "2", ["0", "2", "2", "2"])
+    summary = summarize(records)
+    assert summary["k"] == 4 and summary["n_samples"] == 8
+    rows = {row["problem_id"]: row for row in summary["per_problem"]}
+    assert rows["a"]["n"] == 4 and rows["a"]["n_correct"] == 2  # samples 0..3 of problem a
+    assert summarize(records, k=2)["per_problem"][1]["n_correct"] == 1
+
+
+def test_too_few_samples_names_the_problem() -> None:
+    records = problem("enough", "1", ["1"] * 4) + problem("short-one", "1", ["1"] * 2)
+    with pytest.raises(StatsError, match="short-one"):
+        summarize(records, k=4)
+
+
+@pytest.mark.parametrize(
+    "records, message",
+    [
+        ([], "no records"),
+        (problem("a", "1", ["1"]) + problem("a", "1", ["1"]), "duplicate sample_index"),
+        ([record("a", 0, "1", "1", 1.0), record("a", 1, "2", "1", 0.0)], "inconsistent labels"),
+    ],
+)
+def test_bad_records_are_rejected(records: list[dict], message: str) -> None:
+    with pytest.raises(StatsError, match=message):
+        summarize(records)
+
+
+def test_problems_sort_naturally() -> None:
+    records = []
+    for p in (10, 2, 1):
+        records += problem(f"aime-2024-{p}", "1", ["1"])
+    ids = [row["problem_id"] for row in summarize(records, n_boot=10)["per_problem"]]
+    assert ids == ["aime-2024-1", "aime-2024-2", "aime-2024-10"]
+
+
+def test_summary_document_shape_and_common_k() -> None:
+    base = random_records(5, 8, seed=1)
+    final = random_records(5, 6, seed=2)
+    doc = summary_document("demo", "aime", base, final, n_boot=50, seed=1)
+    assert set(doc) == {"experiment", "dataset", "k", "base", "final"}
+    assert doc["experiment"] == "demo" and doc["dataset"] == "aime"
+    assert doc["k"] == 6 and doc["base"]["k"] == 6 and doc["final"]["k"] == 6
+    for side in ("base", "final"):
+        assert set(doc[side]) == {"n_problems", "n_samples", "k", "metrics", "per_problem"}
+        assert set(doc[side]["metrics"]) == {"avg@6", "maj@6"} | {f"pass@{j}" for j in range(1, 7)}
+    json.dumps(doc)  # plain JSON types only
+    assert summary_document("demo", "aime", base, final, k=3, n_boot=50)["final"]["k"] == 3
