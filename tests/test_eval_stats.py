@@ -1,4 +1,4 @@
-"""Evaluation statistics: estimators checked against brute force, intervals, k handling, the document shape."""
+"""Evaluation: per-sample records (build, validate, read, write) and the statistics summarised from them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import json
 import random
 import time
 from math import comb
+from pathlib import Path
 
 import pytest
 
+from mileage.evaluation.records import RecordError, make_record, read_records, write_records
 from mileage.evaluation.stats import (
     StatsError,
     bootstrap_ci,
@@ -45,6 +47,11 @@ def random_records(n_problems: int, k: int, seed: int) -> list[dict]:
         answers = [str(p) if rng.random() < difficulty else rng.choice(["x", "y", None]) for _ in range(k)]
         records += problem(f"prob-{p}", str(p), answers)
     return records
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 def brute_force_pass(outcomes: list[bool], j: int) -> float:
@@ -196,3 +203,79 @@ def test_summary_document_shape_and_common_k() -> None:
         assert set(doc[side]["metrics"]) == {"avg@6", "maj@6"} | {f"pass@{j}" for j in range(1, 7)}
     json.dumps(doc)  # plain JSON types only
     assert summary_document("demo", "aime", base, final, k=3, n_boot=50)["final"]["k"] == 3
+
+
+# --- per-sample eval records ------------------------------------------------------------------------
+
+
+def test_make_record_grades_with_the_named_reward() -> None:
+    response = "<think>hmm</think>Answer: \\boxed{025}"
+    rec = make_record("aime-2024-0", 3, "25", response, 812, False, "deepscaler")
+    assert rec == {
+        "problem_id": "aime-2024-0", "sample_index": 3, "label": "25", "extracted_answer": "025",
+        "reward": 1.0, "response_length": 812, "truncated": False, "response": response,
+    }
+    cut = make_record("aime-2024-0", 4, "25", "<think>so \\boxed{25} maybe", 16384, True, "deepscaler")
+    assert cut["extracted_answer"] is None and cut["reward"] == 0.0
+    demo = make_record("arith-1", 0, "42", "6*7 = \\boxed{42}", 9, False, "deepscaler_nothink")
+    assert demo["extracted_answer"] == "42" and demo["reward"] == 1.0
+    with pytest.raises(ValueError, match="unknown reward 'nope'"):
+        make_record("p", 0, "1", "", 0, False, "nope")
+
+
+def test_records_round_trip(tmp_path: Path) -> None:
+    records = [make_record("p", i, "1", f"</think>\\boxed{{{i}}}", i, False, "deepscaler") for i in range(3)]
+    records[0]["extra"] = "kept"
+    path = tmp_path / "eval" / "base.samples.jsonl"
+    write_records(path, records)
+    assert read_records(path) == records
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"reward": ...}, r"line 2: missing key 'reward'"),
+        ({"sample_index": "0"}, r"line 2: key 'sample_index' must be int"),
+        ({"sample_index": True}, r"line 2: key 'sample_index' must be int"),
+        ({"truncated": 0}, r"line 2: key 'truncated' must be bool"),
+        ({"extracted_answer": 5}, r"line 2: key 'extracted_answer' must be str or null"),
+        ({"reward": "1"}, r"line 2: key 'reward' must be int or float"),
+        ({"response_length": -1}, r"line 2: key 'response_length' must be >= 0"),
+    ],
+)
+def test_bad_records_name_file_line_and_key(tmp_path: Path, change: dict, message: str) -> None:
+    good = make_record("p", 0, "1", "</think>\\boxed{1}", 5, False, "deepscaler")
+    bad = {k: v for k, v in {**good, **change}.items() if v is not ...}
+    path = write_lines(tmp_path / "r.jsonl", [json.dumps(good), json.dumps(bad)])
+    with pytest.raises(RecordError, match=message) as info:
+        read_records(path)
+    assert "r.jsonl" in str(info.value)
+
+
+def test_write_records_refuses_invalid_records_and_writes_nothing(tmp_path: Path) -> None:
+    good = make_record("p", 0, "1", "</think>\\boxed{1}", 5, False, "deepscaler")
+    path = tmp_path / "out.jsonl"
+    with pytest.raises(RecordError, match="record 1.*missing key 'label'"):
+        write_records(path, [good, {k: v for k, v in good.items() if k != "label"}])
+    assert not path.exists()
+
+
+def test_not_json_record_names_line(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "r.jsonl", ["", "oops"])
+    with pytest.raises(RecordError, match="r.jsonl line 2: invalid JSON"):
+        read_records(path)
+
+
+def test_records_from_file_summarise(tmp_path: Path) -> None:
+    answers = {"p-0": ["7", "7", "3", None], "p-1": ["9", "1", "1", "1"]}
+    labels = {"p-0": "7", "p-1": "9"}
+    records = [
+        make_record(pid, i, labels[pid], "</think>" + ("no box" if a is None else f"\\boxed{{{a}}}"), 20, False,
+                    "deepscaler")
+        for pid, row in answers.items() for i, a in enumerate(row)
+    ]
+    path = tmp_path / "final.samples.jsonl"
+    write_records(path, records)
+    summary = summarize(read_records(path), n_boot=100)
+    assert summary["metrics"]["avg@4"]["value"] == pytest.approx(3 / 8)
+    assert summary["metrics"]["maj@4"]["value"] == pytest.approx(0.5)  # p-0 right by vote, p-1 wrong
