@@ -1,0 +1,216 @@
+"""Figures: the files a paper uses exist, are valid, have the promised size, and survive missing metrics."""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from mileage.report.plots import (
+    MetricsTableError,
+    SummaryError,
+    plot_summary,
+    plot_training,
+    read_metric_table,
+)
+from mileage.report.style import StyleError, apply_style, resolve_style, smooth
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TRAINING_FIGURES = ("reward", "eval", "loss", "response_length", "step_time")
+
+
+def write_tsv(path: Path, columns: list[str], rows: list[list[float | None]]) -> None:
+    """A wide metrics TSV as docs/contracts.md describes it (None = empty cell)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["\t".join(columns)]
+    lines += ["\t".join("" if v is None else repr(float(v)) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_full_metrics(metrics: Path, n: int = 12) -> None:
+    write_tsv(
+        metrics / "rollout.tsv",
+        ["rollout/step", "rollout/raw_reward", "rollout/response_lengths"],
+        [[i, 0.1 + 0.05 * i + (0.03 if i % 2 else -0.03), 300 + 7 * i] for i in range(n)],
+    )
+    write_tsv(
+        metrics / "train.tsv",
+        ["train/step", "train/entropy_loss", "train/grad_norm", "train/kl_loss", "train/loss"],
+        [[i, 0.6 - 0.01 * i, 0.2 + 0.01 * (i % 3), 0.001 * i, 0.01 * (-1) ** i] for i in range(2 * n)],
+    )
+    write_tsv(
+        metrics / "perf.tsv",
+        ["rollout/step", "perf/actor_train_time", "perf/rollout_time", "perf/step_time"],
+        [[i, 10.0 + i % 2, 30.0 + i % 3, 42.0] for i in range(n)],
+    )
+    write_tsv(
+        metrics / "eval.tsv",
+        ["eval/step", "eval/aime", "eval/aime-pass@1"],
+        [[i, 0.1 + 0.01 * i, 0.1 + 0.01 * i] for i in range(0, n, 4)],
+    )
+
+
+def write_header_only(metrics: Path) -> None:
+    for kind, key in (("rollout", "rollout/step"), ("train", "train/step"), ("perf", "rollout/step"),
+                      ("eval", "eval/step")):
+        write_tsv(metrics / f"{kind}.tsv", [key], [])
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC, f"{path} is not a PNG"
+    width, height = struct.unpack(">II", data[16:24])  # IHDR follows the magic and chunk header
+    return width, height
+
+
+def make_summary(with_final: bool = True) -> dict:
+    def side(p1: float) -> dict:
+        metrics = {f"pass@{k}": {"value": min(1.0, p1 * k ** 0.5), "ci95": [p1 * 0.5, min(1.0, p1 * k ** 0.5 + 0.1)]}
+                   for k in (1, 2, 4, 8)}
+        metrics["avg@8"] = {"value": p1, "ci95": [p1 - 0.05, p1 + 0.05]}
+        metrics["maj@8"] = {"value": p1 + 0.1, "ci95": [p1, p1 + 0.2]}
+        return {"n_problems": 2, "n_samples": 16, "k": 8, "metrics": metrics, "per_problem": []}
+
+    summary = {"experiment": "demo", "dataset": "arith-eval", "k": 8, "base": side(0.1)}
+    if with_final:
+        summary["final"] = side(0.25)
+    return summary
+
+
+def test_training_figures_are_valid_pdf_and_png_of_column_width(tmp_path: Path) -> None:
+    write_full_metrics(tmp_path / "metrics")
+    written = plot_training(tmp_path / "metrics", tmp_path / "out")
+    expected = {tmp_path / "out" / f"{name}.{fmt}" for name in TRAINING_FIGURES for fmt in ("pdf", "png")}
+    assert set(written) == expected
+    for path in expected:
+        data = path.read_bytes()
+        if path.suffix == ".pdf":
+            assert data.startswith(b"%PDF-")
+            assert b"%%EOF" in data[-64:]
+        else:
+            width, _ = png_size(path)
+            assert abs(width - 3.3 * 300) <= 1
+    # One-panel figures are height_in tall; no temp files are left behind.
+    assert abs(png_size(tmp_path / "out" / "reward.png")[1] - 2.4 * 300) <= 1
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_style_sets_size_dpi_and_formats(tmp_path: Path) -> None:
+    write_full_metrics(tmp_path / "metrics")
+    style = {"width_in": 3.0, "height_in": 2.0, "dpi": 100, "formats": ["png"]}
+    written = plot_training(tmp_path / "metrics", tmp_path / "out", style)
+    assert written and all(p.suffix == ".png" for p in written)
+    assert png_size(tmp_path / "out" / "reward.png") == pytest.approx((300, 200), abs=1)
+    assert not list((tmp_path / "out").glob("*.pdf"))
+
+
+def test_two_runs_give_identical_bytes(tmp_path: Path) -> None:
+    write_full_metrics(tmp_path / "metrics")
+    first = plot_training(tmp_path / "metrics", tmp_path / "a")
+    second = plot_training(tmp_path / "metrics", tmp_path / "b")
+    assert [p.name for p in first] == [p.name for p in second]
+    for a, b in zip(first, second):
+        assert a.read_bytes() == b.read_bytes(), f"{a.name} differs between two runs"
+
+
+def test_missing_metrics_skip_figures_with_a_note(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    metrics = tmp_path / "metrics"
+    write_header_only(metrics)
+    write_tsv(metrics / "rollout.tsv", ["rollout/step", "rollout/raw_reward"], [[0, 0.1], [1, None], [2, 0.3]])
+    # Only grad_norm of the four loss panels: the other three say "not logged", the figure is still drawn.
+    write_tsv(metrics / "train.tsv", ["train/step", "train/grad_norm"], [[0, 1.0], [1, 0.5]])
+    with caplog.at_level(logging.INFO, logger="mileage.report.plots"):
+        written = plot_training(metrics, tmp_path / "out", {"formats": ["png"]})
+    assert sorted(p.name for p in written) == ["loss.png", "reward.png"]
+    notes = caplog.text
+    for skipped in ("eval", "response_length", "step_time"):
+        assert f"'{skipped}' skipped" in notes
+
+
+@pytest.mark.parametrize("layout", ["header_only", "no_files", "zero_bytes"])
+def test_empty_run_writes_nothing_and_does_not_crash(tmp_path: Path, layout: str) -> None:
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    if layout == "header_only":
+        write_header_only(metrics)
+    elif layout == "zero_bytes":
+        for kind in ("rollout", "train", "perf", "eval"):
+            (metrics / f"{kind}.tsv").write_bytes(b"")
+    assert plot_training(metrics, tmp_path / "out") == []
+
+
+def test_only_rollout_and_train_times_are_stacked(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    write_header_only(metrics)
+    write_tsv(metrics / "perf.tsv", ["rollout/step", "perf/rollout_time"], [[0, 3.0], [1, 4.0]])
+    written = plot_training(metrics, tmp_path / "out", {"formats": ["png"]})
+    assert [p.name for p in written] == ["step_time.png"]
+
+
+def test_bad_tables_name_file_column_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "rollout.tsv"
+    path.write_text("step\trollout/raw_reward\n0\t0.5\n", encoding="utf-8")
+    with pytest.raises(MetricsTableError, match=r"rollout\.tsv.*line 1.*'rollout/step'"):
+        read_metric_table(path, "rollout/step")
+    path.write_text("rollout/step\trollout/raw_reward\n0\t0.5\n1\toops\n", encoding="utf-8")
+    with pytest.raises(MetricsTableError, match=r"rollout\.tsv, line 3.*'rollout/raw_reward'.*'oops'"):
+        read_metric_table(path, "rollout/step")
+
+
+def test_table_reader_keeps_empty_cells_as_nan_and_sorts_steps(tmp_path: Path) -> None:
+    path = tmp_path / "train.tsv"
+    path.write_text("train/step\ttrain/kl_loss\ttrain/loss\n2\t\t0.5\n0\t0.25\t\n", encoding="utf-8")
+    table = read_metric_table(path, "train/step")
+    assert table["train/step"].tolist() == [0.0, 2.0]
+    assert table["train/kl_loss"].iloc[0] == 0.25 and math.isnan(table["train/kl_loss"].iloc[1])
+    assert math.isnan(table["train/loss"].iloc[0]) and table["train/loss"].iloc[1] == 0.5
+
+
+def test_unknown_or_bad_style_keys_are_rejected() -> None:
+    with pytest.raises(StyleError, match="colour"):
+        resolve_style({"colour": "red"})
+    with pytest.raises(StyleError, match="smoothing"):
+        resolve_style({"smoothing": 1.5})
+    with pytest.raises(StyleError, match="formats"):
+        resolve_style({"formats": ["jpg"]})
+    with pytest.raises(StyleError, match="dpi"):
+        resolve_style({"dpi": 0})
+
+
+def test_fonts_stay_legible_at_small_scale() -> None:
+    apply_style({"font_scale": 0.3})
+    for key in ("axes.labelsize", "xtick.labelsize", "ytick.labelsize", "legend.fontsize", "axes.titlesize"):
+        assert float(matplotlib.rcParams[key]) >= 7.0, key
+    assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_smoothing_is_debiased_ema_and_zero_means_raw() -> None:
+    values = pd.Series([0.0, 1.0, 1.0])
+    raw = smooth(values, 0.0)
+    assert raw.tolist() == [0.0, 1.0, 1.0]
+    smoothed = smooth(values, 0.5).tolist()
+    # Weights 0.5**age over the points seen so far, normalised: TensorBoard's debiased EMA.
+    assert smoothed[0] == pytest.approx(0.0)
+    assert smoothed[1] == pytest.approx((0.5 * 0 + 1 * 1) / 1.5)
+    assert smoothed[2] == pytest.approx((0.25 * 0 + 0.5 * 1 + 1 * 1) / 1.75)
+
+
+def test_pass_at_k_figure(tmp_path: Path) -> None:
+    written = plot_summary(make_summary(), tmp_path)
+    assert sorted(p.name for p in written) == ["pass_at_k.pdf", "pass_at_k.png"]
+    assert abs(png_size(tmp_path / "pass_at_k.png")[0] - 990) <= 1
+    assert (tmp_path / "pass_at_k.pdf").read_bytes().startswith(b"%PDF-")
+    # A base-only summary (no training yet) still plots.
+    assert plot_summary(make_summary(with_final=False), tmp_path / "base_only", {"formats": ["png"]})
+
+
+def test_pass_at_k_rejects_summary_without_k(tmp_path: Path) -> None:
+    summary = make_summary()
+    del summary["k"]
+    with pytest.raises(SummaryError, match="'k'"):
+        plot_summary(summary, tmp_path)

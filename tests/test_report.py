@@ -1,0 +1,188 @@
+"""The Markdown report and the cross-experiment comparison: right numbers, every problem, robust to gaps."""
+
+from __future__ import annotations
+
+import csv
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from mileage.report.compare import CompareError, compare_experiments
+from mileage.report.markdown import write_report
+from mileage.report.plots import SummaryError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_tsv(path: Path, columns: list[str], rows: list[list[float | None]]) -> None:
+    """A wide metrics TSV as docs/contracts.md describes it (None = empty cell)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["\t".join(columns)]
+    lines += ["\t".join("" if v is None else repr(float(v)) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_metrics(metrics: Path, rewards: list[float | None], evals: dict[int, float]) -> None:
+    write_tsv(metrics / "rollout.tsv", ["rollout/step", "rollout/raw_reward"],
+              [[i, r] for i, r in enumerate(rewards)])
+    write_tsv(metrics / "train.tsv", ["train/step", "train/loss"], [[i, 0.1] for i in range(len(rewards))])
+    write_tsv(metrics / "perf.tsv", ["rollout/step", "perf/step_time"], [[i, 1800.0] for i in range(len(rewards))])
+    write_tsv(metrics / "eval.tsv", ["eval/step", "eval/aime"], [[s, v] for s, v in sorted(evals.items())])
+
+
+def entry(value: float, low: float, high: float) -> dict:
+    return {"value": value, "ci95": [low, high]}
+
+
+def problem(pid: str, label: str, n_correct: int, majority: str | None, majority_correct: bool, n: int = 4) -> dict:
+    return {"problem_id": pid, "label": label, "n": n, "n_correct": n_correct, "mean_reward": n_correct / n,
+            "majority_answer": majority, "majority_correct": majority_correct}
+
+
+def make_summary(experiment: str = "demo", shift: float = 0.0) -> dict:
+    base = {
+        "n_problems": 3, "n_samples": 12, "k": 4,
+        "metrics": {"avg@4": entry(0.25, 0.1, 0.4), "pass@1": entry(0.25, 0.1, 0.4),
+                    "pass@2": entry(0.4, 0.2, 0.6), "pass@4": entry(0.5, 0.3, 0.7), "maj@4": entry(0.3, 0.0, 0.6)},
+        "per_problem": [problem("aime-2024-0", "204", 1, "17", False),
+                        problem("aime-2024-1", "33", 2, "33", True),
+                        problem("aime-2024-2", "a|b", 3, "a|b", True)],
+    }
+    final = {
+        "n_problems": 3, "n_samples": 12, "k": 4,
+        "metrics": {"avg@4": entry(0.5 + shift, 0.3, 0.7), "pass@1": entry(0.5 + shift, 0.3, 0.7),
+                    "pass@2": entry(0.6, 0.4, 0.8), "pass@4": entry(0.75, 0.5, 0.9), "maj@4": entry(0.6, 0.3, 0.9)},
+        "per_problem": [problem("aime-2024-0", "204", 4, "204", True),
+                        problem("aime-2024-1", "33", 2, "33", True),
+                        problem("aime-2024-2", "a|b", 0, None, False)],
+    }
+    return {"experiment": experiment, "dataset": "aime-2024", "k": 4, "base": base, "final": final}
+
+
+def table_row(text: str, first_cell: str) -> list[str]:
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no table row starting with {first_cell!r}")
+
+
+def test_report_has_scores_with_ci_and_difference(tmp_path: Path) -> None:
+    write_metrics(tmp_path / "metrics", [0.1, 0.2, 0.35], {0: 0.05, 2: 0.125})
+    out = tmp_path / "report" / "report.md"
+    write_report(make_summary(), tmp_path / "metrics", out, [], "GRPO demo")
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("# GRPO demo\n")
+    assert "`demo`" in text and "`aime-2024`" in text
+    # metric | base | base CI | final | final CI | delta, in percent.
+    assert table_row(text, "avg@4") == ["avg@4", "25.0", "[10.0, 40.0]", "50.0", "[30.0, 70.0]", "+25.0 pp"]
+    assert table_row(text, "pass@1") == ["pass@1", "25.0", "[10.0, 40.0]", "50.0", "[30.0, 70.0]", "+25.0 pp"]
+    assert table_row(text, "pass@4") == ["pass@4", "50.0", "[30.0, 70.0]", "75.0", "[50.0, 90.0]", "+25.0 pp"]
+    assert table_row(text, "maj@4") == ["maj@4", "30.0", "[0.0, 60.0]", "60.0", "[30.0, 90.0]", "+30.0 pp"]
+
+
+def test_report_lists_every_problem_with_change(tmp_path: Path) -> None:
+    write_metrics(tmp_path / "metrics", [0.1], {})
+    out = tmp_path / "report.md"
+    write_report(make_summary(), tmp_path / "metrics", out, [], "t")
+    text = out.read_text(encoding="utf-8")
+    assert table_row(text, "aime-2024-0") == ["aime-2024-0", "204", "1/4", "4/4", "204 ✓", "↑"]
+    assert table_row(text, "aime-2024-1") == ["aime-2024-1", "33", "2/4", "2/4", "33 ✓", "="]
+    # A pipe in a label must not break the table: it is escaped, and the row still has six cells.
+    row = next(line for line in text.splitlines() if line.startswith("| aime-2024-2"))
+    assert "a\\|b" in row and row.endswith("| 3/4 | 0/4 | — | ↓ |")
+
+
+def test_report_training_section_reads_last_logged_values(tmp_path: Path) -> None:
+    # The last rollout did not log a reward: the report gives the last one that was logged.
+    write_metrics(tmp_path / "metrics", [0.1, 0.2, 0.35, None], {0: 0.05, 2: 0.125})
+    out = tmp_path / "report.md"
+    write_report(make_summary(), tmp_path / "metrics", out, [], "t")
+    text = out.read_text(encoding="utf-8")
+    assert "rollouts logged: 3" in text
+    assert "last raw reward: 0.3500 (rollout 2)" in text
+    assert "`eval/aime`: 0.1250 (rollout 2)" in text
+
+
+def test_report_without_metrics_says_not_logged(tmp_path: Path) -> None:
+    out = tmp_path / "report.md"
+    write_report(make_summary(), tmp_path / "no-metrics-here", out, [], "t")
+    text = out.read_text(encoding="utf-8")
+    assert "last raw reward: not logged" in text
+    assert "last in-training eval: not logged" in text
+
+
+def test_report_links_figures_relative_to_itself(tmp_path: Path) -> None:
+    report_dir = tmp_path / "results" / "demo" / "report"
+    figures = [str(report_dir / "reward.png"), str(report_dir / "reward.pdf"), str(report_dir / "figs" / "eval.pdf")]
+    out = report_dir / "report.md"
+    write_report(make_summary(), tmp_path / "metrics", out, figures, "t")
+    text = out.read_text(encoding="utf-8")
+    assert "![reward](reward.png)" in text and "(reward.pdf)" in text
+    assert "(figs/eval.pdf)" in text
+    assert str(tmp_path) not in text
+    assert not [p for p in report_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_report_rejects_summary_missing_a_key(tmp_path: Path) -> None:
+    summary = make_summary()
+    del summary["dataset"]
+    with pytest.raises(SummaryError, match="'dataset'"):
+        write_report(summary, tmp_path, tmp_path / "report.md", [], "t")
+    assert not (tmp_path / "report.md").exists()
+
+
+def make_experiment(root: Path, name: str, rewards: list[float], shift: float = 0.0) -> Path:
+    exp = root / name
+    write_metrics(exp / "metrics", rewards, {0: rewards[0], len(rewards) - 1: rewards[-1]})
+    (exp / "report").mkdir(parents=True, exist_ok=True)
+    (exp / "report" / "summary.json").write_text(json.dumps(make_summary(name, shift)), encoding="utf-8")
+    return exp
+
+
+def read_scores(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def test_compare_two_experiments(tmp_path: Path) -> None:
+    experiments = {
+        "lr-1e-6": make_experiment(tmp_path, "a", [0.1, 0.2, 0.3]),
+        "lr-3e-6": make_experiment(tmp_path, "b", [0.1, 0.3, 0.4, 0.5], shift=0.125),
+    }
+    out = tmp_path / "compare"
+    written = compare_experiments(experiments, out, {"formats": ["png", "pdf"]})
+    names = {p.name for p in written}
+    assert {"reward.png", "reward.pdf", "eval.png", "eval.pdf", "final_scores.tsv", "final_scores.md"} <= names
+    data = (out / "reward.png").read_bytes()
+    assert data[:8] == PNG_MAGIC and abs(struct.unpack(">I", data[16:20])[0] - 990) <= 1
+    assert (out / "eval.pdf").read_bytes().startswith(b"%PDF-")
+
+    rows = read_scores(out / "final_scores.tsv")
+    assert [r["experiment"] for r in rows] == ["lr-1e-6", "lr-3e-6"]
+    assert float(rows[0]["final_avg@k"]) == 0.5 and float(rows[1]["final_avg@k"]) == 0.625
+    assert float(rows[1]["base_maj@k"]) == 0.3 and float(rows[1]["base_maj@k_ci_hi"]) == 0.6
+    assert float(rows[0]["final_pass@1_ci_lo"]) == 0.3 and rows[0]["k"] == "4"
+
+    md = (out / "final_scores.md").read_text(encoding="utf-8")
+    assert table_row(md, "`lr-3e-6`")[3:5] == ["25.0 [10.0, 40.0]", "62.5 [30.0, 70.0]"]
+    assert sum(line.startswith("| `lr-") for line in md.splitlines()) == 2
+
+
+def test_compare_one_experiment_without_training_curves(tmp_path: Path) -> None:
+    exp = make_experiment(tmp_path, "only", [0.2])
+    for tsv in (exp / "metrics").iterdir():
+        tsv.unlink()  # evaluated but never trained: no curves at all
+    written = compare_experiments({"only": exp}, tmp_path / "compare", None)
+    assert sorted(p.name for p in written) == ["final_scores.md", "final_scores.tsv"]
+    assert len(read_scores(tmp_path / "compare" / "final_scores.tsv")) == 1
+
+
+def test_compare_needs_each_summary_and_some_experiment(tmp_path: Path) -> None:
+    with pytest.raises(CompareError):
+        compare_experiments({}, tmp_path / "compare")
+    (tmp_path / "bare" / "metrics").mkdir(parents=True)
+    with pytest.raises(SummaryError, match=r"bare.*summary\.json"):
+        compare_experiments({"bare": tmp_path / "bare"}, tmp_path / "compare")
