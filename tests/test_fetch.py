@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from mileage.data.problems import read_problems
 from mileage.fetch.datasets import DatasetFormatError, fetch_dataset, normalise_dataset
 from mileage.fetch.hf_snapshot import IncompleteSnapshot, fetch_snapshot, read_marker, snapshot_dir
 from mileage.fetch.revision_lock import RevisionLockError, read_lock, resolve_revision
 try:  # tests/ is on sys.path under pytest's default import mode; a package layout needs the prefix
-    from hf_cache_fixture import make_hf_cache, safetensors_bytes
+    from hf_cache_fixture import FakeHub, make_hf_cache, safetensors_bytes
 except ImportError:  # pragma: no cover
     from tests.hf_cache_fixture import make_hf_cache, safetensors_bytes
 
@@ -179,6 +180,73 @@ def test_fetch_snapshot_rejects_a_branch_name(tmp_path):
         fetch_snapshot(MODEL, "model", "main", tmp_path, None)
 
 
+# ---- online, against an in-process fake of the hub's HTTP API --------------------------------------
+
+
+def test_online_download_into_empty_cache_then_reuse_without_requests(tmp_path, monkeypatch):
+    go_online(monkeypatch)
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    cache = tmp_path / "hf"
+    files = model_files()
+    hub = FakeHub()
+    sha = hub.add(MODEL, "model", files)
+    marker = tmp_path / "model.done.json"
+    with hub:
+        folder = fetch_snapshot(MODEL, "model", sha, cache, sorted(files), marker_path=marker)
+        n_requests = len(hub.requests)
+        assert fetch_snapshot(MODEL, "model", sha, cache, sorted(files), marker_path=marker) == folder
+    assert len(hub.requests) == n_requests  # a verified cache is reused without asking the hub again
+    assert {name: (folder / name).read_bytes() for name in files} == files
+    assert all((folder / name).is_symlink() for name in files)  # laid out as the standard HF cache
+    assert read_marker(marker)["files"] == {name: len(data) for name, data in files.items()}
+    # The token goes to the hub (and only there): every request carries it; no written file does.
+    repo_requests = [r for r in hub.requests if MODEL in r.url.path]
+    assert len(repo_requests) >= 4  # tree listing + the files
+    assert {r.headers.get("authorization") for r in repo_requests} == {f"Bearer {SECRET}"}
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+
+
+def test_online_fetch_completes_an_interrupted_snapshot(tmp_path, monkeypatch):
+    go_online(monkeypatch)
+    cache = tmp_path / "hf"
+    files = model_files()
+    sha = make_hf_cache(cache, MODEL, "model", files)
+    link = storage(cache, MODEL, "model") / "snapshots" / sha / "model.safetensors"
+    link.resolve().unlink()
+    link.unlink()  # the run was killed before this file finished
+    hub = FakeHub()
+    hub.add(MODEL, "model", files, commit=sha)
+    with hub:
+        folder = fetch_snapshot(MODEL, "model", sha, cache, sorted(files), marker_path=tmp_path / "m.json")
+    fetched = [r.url.path.rsplit("/", 1)[-1] for r in hub.requests if r.method == "GET" and "/resolve/" in r.url.path]
+    assert fetched == ["model.safetensors"]  # files already in the cache are not fetched again
+    assert (folder / "model.safetensors").read_bytes() == files["model.safetensors"]
+    assert (tmp_path / "m.json").exists()
+
+
+def test_online_dataset_fetch_downloads_only_the_data_file(tmp_path, monkeypatch):
+    needs_shared()
+    go_online(monkeypatch)
+    hub = FakeHub()
+    sha = hub.add("zhuzilin/aime-2024", "dataset", {"aime-2024.jsonl": AIME.read_bytes(), "README.md": b"# c\n"})
+    with hub:
+        fetch_dataset("zhuzilin/aime-2024", sha, tmp_path / "hf", tmp_path / "aime.jsonl")
+    assert len(read_jsonl(tmp_path / "aime.jsonl")) == 30
+    fetched = {r.url.path.rsplit("/", 1)[-1] for r in hub.requests if r.method == "GET" and "/resolve/" in r.url.path}
+    assert fetched == {"aime-2024.jsonl"}
+
+
+def test_resolve_revision_with_the_real_hfapi(tmp_path, monkeypatch):
+    go_online(monkeypatch)
+    hub = FakeHub()
+    sha = hub.add(MODEL, "model", model_files())
+    lock = tmp_path / "hf.lock.json"
+    with hub:
+        assert resolve_revision(MODEL, "model", None, lock) == sha
+        assert resolve_revision(MODEL, "model", "main", lock) == sha
+    assert read_lock(lock) == {f"model:{MODEL}": sha, f"model:{MODEL}@main": sha}
+
+
 # ---- revision lock ----------------------------------------------------------------------------------
 
 
@@ -289,6 +357,8 @@ def test_fetch_dataset_normalises_real_fixtures(tmp_path, repo_id, source, filen
     assert [r["prompt"] for r in rows] == [s["prompt"] for s in src_rows]
     assert [r["id"] for r in rows] == [f"{prefix}-{i}" for i in range(n_rows)]
     assert read_marker(marker)["files"] == {filename: len(raw)}  # only the dataset file was fetched
+    # the contract's reader (mileage.data.problems) accepts what we wrote, ids included
+    assert [p.id for p in read_problems(out)] == [r["id"] for r in rows]
 
 
 def test_fetch_dataset_missing_file_is_incomplete(tmp_path):
