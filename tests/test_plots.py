@@ -28,7 +28,8 @@ def write_tsv(path: Path, columns: list[str], rows: list[list[float | None]]) ->
     """A wide metrics TSV as docs/contracts.md describes it (None = empty cell)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["\t".join(columns)]
-    lines += ["\t".join("" if v is None else repr(float(v)) for v in row) for row in rows]
+    # The step is an int, metric values floats written with repr(), as the metrics writer does.
+    lines += ["\t".join([str(int(row[0]))] + ["" if v is None else repr(float(v)) for v in row[1:]]) for row in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -155,10 +156,10 @@ def test_only_rollout_and_train_times_are_stacked(tmp_path: Path) -> None:
 def test_bad_tables_name_file_column_and_line(tmp_path: Path) -> None:
     path = tmp_path / "rollout.tsv"
     path.write_text("step\trollout/raw_reward\n0\t0.5\n", encoding="utf-8")
-    with pytest.raises(MetricsTableError, match=r"rollout\.tsv.*line 1.*'rollout/step'"):
+    with pytest.raises(MetricsTableError, match=r"rollout\.tsv:1: .*'rollout/step'.*'step'"):
         read_metric_table(path, "rollout/step")
     path.write_text("rollout/step\trollout/raw_reward\n0\t0.5\n1\toops\n", encoding="utf-8")
-    with pytest.raises(MetricsTableError, match=r"rollout\.tsv, line 3.*'rollout/raw_reward'.*'oops'"):
+    with pytest.raises(MetricsTableError, match=r"rollout\.tsv:3: .*'rollout/raw_reward'.*'oops'"):
         read_metric_table(path, "rollout/step")
 
 
@@ -214,3 +215,20 @@ def test_pass_at_k_rejects_summary_without_k(tmp_path: Path) -> None:
     del summary["k"]
     with pytest.raises(SummaryError, match="'k'"):
         plot_summary(summary, tmp_path)
+
+
+def test_tables_from_the_metrics_writer_plot(tmp_path: Path) -> None:
+    # The producer of metrics/*.tsv (docs/contracts.md); guards against the two parts drifting apart.
+    from mileage.metrics.events import MetricEvent
+    from mileage.metrics.tables import write_tables
+
+    events = []
+    for rollout in range(4):
+        events.append(MetricEvent(kind="rollout", step=rollout,
+                                  metrics={"rollout/raw_reward": 0.1 * rollout, "rollout/response_lengths": 50}))
+        events.append(MetricEvent(kind="train", step=rollout, metrics={"train/loss": 0.5, "train/grad_norm": 1}))
+        events.append(MetricEvent(kind="perf", step=rollout, metrics={"perf/step_time": 3.0}))
+    events.append(MetricEvent(kind="eval", step=3, metrics={"eval/aime": 0.25}))
+    write_tables(events, tmp_path / "metrics")
+    written = plot_training(tmp_path / "metrics", tmp_path / "out", {"formats": ["png"]})
+    assert sorted(p.name for p in written) == [f"{name}.png" for name in sorted(TRAINING_FIGURES)]

@@ -20,7 +20,8 @@ def write_tsv(path: Path, columns: list[str], rows: list[list[float | None]]) ->
     """A wide metrics TSV as docs/contracts.md describes it (None = empty cell)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["\t".join(columns)]
-    lines += ["\t".join("" if v is None else repr(float(v)) for v in row) for row in rows]
+    # The step is an int, metric values floats written with repr(), as the metrics writer does.
+    lines += ["\t".join([str(int(row[0]))] + ["" if v is None else repr(float(v)) for v in row[1:]]) for row in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

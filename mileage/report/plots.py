@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import to_rgb
 from matplotlib.ticker import MaxNLocator
 
+from mileage.metrics.tables import MetricTableError, load_table
 from mileage.report.style import (
     apply_style,
     is_number,
@@ -53,8 +54,8 @@ _EVAL_SCORE_COLUMN = re.compile(r"^eval/[^/@]+$")
 _PASS_AT = re.compile(r"^pass@(\d+)$")
 
 
-class MetricsTableError(ValueError):
-    """A metrics TSV does not follow docs/contracts.md (wrong step column, non-numeric cell)."""
+# A metrics TSV that does not follow docs/contracts.md (wrong step column, non-numeric cell).
+MetricsTableError = MetricTableError
 
 
 class SummaryError(ValueError):
@@ -65,34 +66,22 @@ class SummaryError(ValueError):
 
 
 def read_metric_table(path: str | os.PathLike, step_key: str | None = None) -> pd.DataFrame:
-    """Read a wide metrics TSV into a float DataFrame (NaN = not logged), sorted by its step column.
+    """Read a wide metrics TSV (NaN = not logged), sorted by its step column.
 
-    A missing or zero-byte file reads as an empty table. `step_key`, when given, must be the first column.
+    Parsing is `mileage.metrics.tables.load_table`'s; on top, a missing or zero-byte file reads as an empty
+    table (a log import may lack a kind), and `step_key`, when given, must be the first column.
     """
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=[step_key] if step_key else [])
-    raw = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    if step_key is not None and (len(raw.columns) == 0 or raw.columns[0] != step_key):
-        first = raw.columns[0] if len(raw.columns) else None
-        raise MetricsTableError(f"{path}, line 1: first column must be {step_key!r}, found {first!r}")
-    table = pd.DataFrame(index=raw.index)
-    for column in raw.columns:
-        cells = raw[column].str.strip()
-        values = pd.to_numeric(cells.where(cells != "", None), errors="coerce")
-        bad = values.isna() & (cells != "") & (cells.str.lower() != "nan")
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise MetricsTableError(
-                f"{path}, line {row + 2}: column {column!r} has non-numeric value {cells.iloc[row]!r}"
-            )
-        table[column] = values.astype(float)
+    if step_key is not None:
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline().rstrip("\n").split("\t")[0]
+        if first != step_key:
+            raise MetricsTableError(f"{path}:1: first column must be {step_key!r}, found {first!r}")
+    table = load_table(path)
     if len(table.columns):
-        step = table.columns[0]
-        if table[step].isna().any():
-            row = int(np.flatnonzero(table[step].isna().to_numpy())[0])
-            raise MetricsTableError(f"{path}, line {row + 2}: empty step cell in column {step!r}")
-        table = table.sort_values(step, kind="stable").reset_index(drop=True)
+        table = table.sort_values(table.columns[0], kind="stable").reset_index(drop=True)
     return table
 
 
