@@ -1,0 +1,591 @@
+"""`mileage doctor`: can this machine run an experiment? One table of checks, and an exit code.
+
+The machine is probed once (`probe_machine`: Python, installed versions, torch's CUDA build, GPUs,
+driver, NCCL, which miles-stack modules are importable) and the facts are judged against what the
+experiment needs (`requirements_for_experiment`). Probing and judging are apart so the verdicts can be
+tested for machines we do not have (an RTX 5090 with a torch lacking sm_120 kernels, say).
+
+Statuses: OK; WARN (runs, but not as pinned, or something could not be checked); FAIL (the experiment
+cannot run here). The exit code is non-zero iff a row FAILs.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, TextIO
+
+from mileage import pins
+
+Status = Literal["OK", "WARN", "FAIL"]
+ENGINES = ("local", "miles")
+HUB_TIMEOUT_S = 3.0
+# Free space the results directory needs by default. miles: a GLM-Z1-9B run holds the HF download
+# (~19 GB), the torch_dist conversion (~19 GB) and Megatron checkpoints with optimizer state (~130 GB each).
+DEFAULT_FREE_DISK_GB = {"local": 2.0, "miles": 200.0, None: 1.0}
+# Modules of the miles stack: (import name, distribution name, required).
+MILES_MODULES = (
+    ("miles", "miles", True),
+    ("megatron.core", "megatron-core", True),
+    ("sglang", "sglang", True),
+    ("transformer_engine", "transformer-engine", True),
+    ("ray", "ray", True),
+    ("flash_attn", "flash-attn", False),
+)
+
+
+class DoctorError(ValueError):
+    """The experiment given to the doctor lacks or misnames a key the checks need."""
+
+
+@dataclass(frozen=True)
+class DoctorRow:
+    check: str
+    expected: str
+    found: str
+    status: Status
+    hint: str = ""
+
+
+@dataclass
+class DoctorReport:
+    experiment: str | None
+    engine: str | None
+    rows: list[DoctorRow] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(row.status == "FAIL" for row in self.rows)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def add(self, check: str, expected: str, found: str, status: Status, hint: str = "") -> None:
+        self.rows.append(DoctorRow(check, expected, found, status, hint))
+
+
+@dataclass(frozen=True)
+class HfRepo:
+    repo_id: str
+    repo_type: str  # "model" | "dataset"
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class DoctorRequirements:
+    """What an experiment needs from the machine. engine None = only the light environment."""
+
+    experiment_name: str | None = None
+    engine: str | None = None
+    gpus: int = 0
+    needs_cuda: bool = False
+    results_dir: Path = Path("results")
+    min_free_disk_gb: float = DEFAULT_FREE_DISK_GB[None]
+    hf_repos: tuple[HfRepo, ...] = ()
+    hf_lock: Path = Path("config/hf.lock.json")
+    experiment: dict | None = None
+    check_network: bool = True
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    name: str
+    capability: tuple[int, int]
+    memory_gb: float
+
+
+@dataclass
+class MachineFacts:
+    """What probe_machine found; every field may be empty when the thing is absent."""
+
+    python: str
+    versions: dict[str, str]  # normalised distribution name -> installed version
+    torch_version: str | None = None
+    torch_cuda: str | None = None  # torch.version.cuda; None for a CPU build
+    torch_arch_list: list[str] = field(default_factory=list)
+    cuda_available: bool = False
+    gpus: list[GpuInfo] = field(default_factory=list)
+    nccl: str | None = None
+    driver: str | None = None
+    smi_gpus: list[str] = field(default_factory=list)  # "name, memory MiB" lines from nvidia-smi
+    importable: dict[str, bool] = field(default_factory=dict)
+    torch_error: str | None = None
+
+
+def requirements_for_experiment(
+    experiment: dict,
+    results_dir: Path | str = "results",
+    name: str | None = None,
+    hf_lock: Path | str = "config/hf.lock.json",
+    models_dir: Path | str = "config/models",
+) -> DoctorRequirements:
+    """Translate a resolved experiment (engine, resources, model, data) into machine requirements."""
+    if not isinstance(experiment, dict):
+        raise DoctorError(f"experiment {name or ''}: expected a mapping, got {type(experiment).__name__}")
+    where = f"experiments.{name}" if name else "experiment"
+    engine = experiment.get("engine", "local")
+    if engine not in ENGINES:
+        raise DoctorError(f"{where}.engine: {engine!r} is not one of {', '.join(ENGINES)}")
+    resources = experiment.get("resources") or {}
+    gpus = resources.get("gpus", 0 if engine == "local" else 1)
+    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
+        raise DoctorError(f"{where}.resources.gpus: expected a non-negative integer, got {gpus!r}")
+    device = resources.get("device", "auto")
+    if engine == "miles":
+        needs_cuda, gpus = True, max(gpus, 1)
+    else:
+        needs_cuda = device == "cuda"
+        gpus = gpus if device != "cpu" else 0
+    return DoctorRequirements(
+        experiment_name=name or experiment.get("name"),
+        engine=engine,
+        gpus=gpus,
+        needs_cuda=needs_cuda,
+        results_dir=Path(results_dir),
+        min_free_disk_gb=DEFAULT_FREE_DISK_GB[engine],
+        hf_repos=tuple(_hf_repos(experiment, Path(models_dir))),
+        hf_lock=Path(hf_lock),
+        experiment=experiment,
+    )
+
+
+def _hf_repos(experiment: dict, models_dir: Path) -> list[HfRepo]:
+    repos: list[HfRepo] = []
+    model = experiment.get("model") or {}
+    if model.get("source") == "hf":
+        repo, revision = model.get("repo"), model.get("revision")
+        if not repo and model.get("card"):
+            card = _read_card(models_dir / f"{model['card']}.yaml")
+            repo = card.get("repo") or card.get("hf_repo")
+            revision = revision or card.get("revision")
+        if repo:
+            repos.append(HfRepo(repo, "model", revision))
+    for split in ("train", "eval"):
+        data = (experiment.get("data") or {}).get(split) or {}
+        if data.get("source") == "hf" and data.get("repo"):
+            repos.append(HfRepo(data["repo"], "dataset", data.get("revision")))
+    return list(dict.fromkeys(repos))
+
+
+def _read_card(path: Path) -> dict:
+    import yaml
+
+    try:
+        card = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(card, dict):
+        return {}
+    # A card may keep the Hugging Face coordinates under an `hf:` block.
+    return {**card, **card["hf"]} if isinstance(card.get("hf"), dict) else card
+
+
+# ---------------------------------------------------------------------------------------------- probing
+
+
+def probe_machine(with_torch: bool = True) -> MachineFacts:
+    """Look at this machine once. Never raises: what cannot be probed stays empty."""
+    versions = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            versions.setdefault(pins.normalise(name), dist.version)
+    facts = MachineFacts(python=platform.python_version(), versions=versions)
+    if with_torch:
+        _probe_torch(facts)
+    _probe_nvidia_smi(facts)
+    for module, _dist, _required in MILES_MODULES:
+        facts.importable[module] = _module_present(module)
+    return facts
+
+
+def _module_present(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing or broken
+        return False
+
+
+def _probe_torch(facts: MachineFacts) -> None:
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001 - any import failure is a finding, not a crash
+        facts.torch_error = f"{type(exc).__name__}: {exc}"
+        return
+    facts.torch_version = torch.__version__
+    facts.torch_cuda = torch.version.cuda
+    try:
+        facts.cuda_available = bool(torch.cuda.is_available())
+        if facts.cuda_available:
+            facts.torch_arch_list = list(torch.cuda.get_arch_list())
+            for index in range(torch.cuda.device_count()):
+                props = torch.cuda.get_device_properties(index)
+                facts.gpus.append(
+                    GpuInfo(index, props.name, (props.major, props.minor), props.total_memory / 2**30)
+                )
+            version = torch.cuda.nccl.version()
+            facts.nccl = ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
+    except Exception as exc:  # noqa: BLE001 - a broken driver shows up here
+        facts.torch_error = f"{type(exc).__name__}: {exc}"
+
+
+def _probe_nvidia_smi(facts: MachineFacts) -> None:
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=driver_version,name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=15, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 3:
+            facts.driver = parts[0]
+            facts.smi_gpus.append(f"{parts[1]}, {parts[2]} MiB")
+
+
+# ---------------------------------------------------------------------------------------------- judging
+
+
+def run_doctor(requirements: DoctorRequirements, facts: MachineFacts | None = None) -> DoctorReport:
+    """Check the machine (probed now unless `facts` is given) against `requirements`."""
+    facts = facts if facts is not None else probe_machine()
+    report = DoctorReport(requirements.experiment_name, requirements.engine)
+    _check_python(report, requirements, facts)
+    _check_light_env(report, facts, missing_is_fatal=requirements.engine != "miles")
+    _check_torch(report, requirements, facts)
+    if requirements.needs_cuda or requirements.gpus > 0:
+        _check_gpus(report, requirements, facts)
+    if requirements.engine == "miles":
+        _check_miles_stack(report, facts)
+        _check_plan(report, requirements, facts)
+    _check_disk(report, requirements)
+    _check_hub(report, requirements)
+    return report
+
+
+def _check_python(report: DoctorReport, req: DoctorRequirements, facts: MachineFacts) -> None:
+    found = pins.version_tuple(facts.python)
+    if found < (3, 10):
+        report.add("python", ">= 3.10", facts.python, "FAIL", "mileage needs Python 3.10 or newer")
+    elif req.engine == "miles" and found[:2] != (3, 12):
+        report.add("python", "3.12 (miles stack)", facts.python, "WARN",
+                   f"the miles stack is pinned and built for Python {pins.PYTHON_VERSION} (envs/miles.yaml)")
+    else:
+        report.add("python", ">= 3.10", facts.python, "OK")
+
+
+def _check_light_env(report: DoctorReport, facts: MachineFacts, missing_is_fatal: bool) -> None:
+    """The pyproject pins. For the miles engine the light env may be a separate driver env: WARN only."""
+    try:
+        wanted = pins.light_env_pins()
+    except pins.PinsError as exc:
+        report.add("light env pins", "pyproject.toml", "unreadable", "WARN", str(exc))
+        return
+    missing = sorted(name for name in wanted if name not in facts.versions)
+    differing = sorted(
+        name for name in wanted
+        if name in facts.versions and not _same_release(facts.versions[name], wanted[name])
+    )
+    matching = len(wanted) - len(missing) - len(differing)
+    missing_status: Status = "FAIL" if missing_is_fatal else "WARN"
+    status: Status = missing_status if missing else "WARN" if differing else "OK"
+    hint = "install the pinned light environment: pip install -e '.[dev]' (or nix develop)" if status != "OK" else ""
+    report.add("light env pins", f"{len(wanted)} exact pins (pyproject.toml)",
+               f"{matching}/{len(wanted)} match", status, hint)
+    for name in missing:
+        report.add(f"  {name}", wanted[name], "not installed", missing_status, f"pip install {name}=={wanted[name]}")
+    for name in differing:
+        report.add(f"  {name}", wanted[name], facts.versions[name], "WARN",
+                   f"pinned {wanted[name]}; results may differ from the pinned environment")
+
+
+def _same_release(installed: str, pinned: str) -> bool:
+    """'2.13.0+cpu' satisfies a pin of '2.13.0' (a local build label), as pip's == does."""
+    return installed == pinned or ("+" not in pinned and installed.split("+", 1)[0] == pinned)
+
+
+def _check_torch(report: DoctorReport, req: DoctorRequirements, facts: MachineFacts) -> None:
+    if facts.torch_version is None:
+        report.add("torch", "importable", facts.torch_error or "not installed", "FAIL",
+                   "install the pinned torch (pyproject.toml or envs/*.yaml)")
+        return
+    build = f"CUDA {facts.torch_cuda}" if facts.torch_cuda else "CPU build"
+    if req.needs_cuda and not facts.torch_cuda:
+        report.add("torch CUDA build", f">= CUDA {pins.CUDA_VERSION} build", f"{facts.torch_version} ({build})",
+                   "FAIL", f"install torch=={pins.TORCH_CU128} from {pins.PYTORCH_CU128_INDEX}")
+        return
+    report.add("torch", "importable", f"{facts.torch_version} ({build})", "OK")
+
+
+def _check_gpus(report: DoctorReport, req: DoctorRequirements, facts: MachineFacts) -> None:
+    smi_found = "; ".join(facts.smi_gpus) if facts.smi_gpus else "nvidia-smi not found"
+    if facts.driver:
+        report.add("NVIDIA driver", "present", f"{facts.driver} ({len(facts.smi_gpus)} GPU)", "OK")
+    else:
+        status: Status = "FAIL" if req.needs_cuda else "WARN"
+        report.add("NVIDIA driver", "present", smi_found, status,
+                   "no NVIDIA driver/GPU visible: run on a GPU machine (or check CUDA_VISIBLE_DEVICES)")
+    count = len(facts.gpus)
+    enough = count >= req.gpus
+    if enough:
+        status = "OK"
+    else:
+        status = "FAIL" if req.needs_cuda else "WARN"
+    hint = "" if enough else (
+        f"the experiment asks for resources.gpus={req.gpus}; torch sees {count}"
+        + ("" if req.needs_cuda else " (the local engine falls back to the CPU)")
+        + (f" ({facts.torch_error})" if facts.torch_error else "")
+    )
+    report.add("CUDA GPUs", f">= {req.gpus}", str(count), status, hint)
+    for gpu in facts.gpus:
+        report.add(f"  GPU {gpu.index}", "", f"{gpu.name}, sm_{gpu.capability[0]}{gpu.capability[1]}, "
+                   f"{gpu.memory_gb:.1f} GiB", "OK")
+    if not facts.gpus:
+        return
+    _check_blackwell(report, facts)
+    if req.gpus > 1 or req.engine == "miles":
+        if facts.nccl:
+            report.add("NCCL", "available", facts.nccl, "OK")
+        else:
+            report.add("NCCL", "available", "none", "FAIL" if req.gpus > 1 else "WARN",
+                       "torch was built without NCCL: multi-GPU training cannot communicate")
+
+
+def _check_blackwell(report: DoctorReport, facts: MachineFacts) -> None:
+    """sm_120 (RTX 50xx) runs only with CUDA >= 12.8, torch >= 2.7, and kernels compiled for it."""
+    consumer_blackwell = [gpu for gpu in facts.gpus if gpu.capability == pins.SM120_CAPABILITY]
+    needed = sorted({f"sm_{g.capability[0]}{g.capability[1]}" for g in facts.gpus})
+    have = set(facts.torch_arch_list)
+    missing = [arch for arch in needed if arch not in have and arch.replace("sm_", "compute_") not in have]
+    report.add("torch arch list", " ".join(needed), " ".join(facts.torch_arch_list) or "none",
+               "FAIL" if missing else "OK",
+               f"this torch has no kernels for {', '.join(missing)}: install torch=={pins.TORCH_CU128} "
+               f"from {pins.PYTORCH_CU128_INDEX}" if missing else "")
+    if not consumer_blackwell:
+        return
+    cuda = pins.version_tuple(facts.torch_cuda or "0")
+    torch_release = pins.version_tuple(facts.torch_version or "0")
+    ok = cuda >= pins.MIN_CUDA_FOR_SM120 and torch_release >= pins.MIN_TORCH_FOR_SM120
+    report.add("sm_120 support", "CUDA >= 12.8, torch >= 2.7",
+               f"CUDA {facts.torch_cuda}, torch {facts.torch_version}", "OK" if ok else "FAIL",
+               "" if ok else f"RTX 50xx needs a CUDA 12.8+ torch: torch=={pins.TORCH_CU128}")
+    nvls = os.environ.get("NCCL_NVLS_ENABLE")
+    if len(facts.gpus) > 1 and nvls != "0":
+        report.add("NCCL_NVLS_ENABLE", "0 (no NVLink on RTX 50xx)", str(nvls), "WARN",
+                   "export NCCL_NVLS_ENABLE=0 before starting Ray")
+
+
+def _check_miles_stack(report: DoctorReport, facts: MachineFacts) -> None:
+    hint_env = "build the miles stack (envs/README.md, docs/rtx5090.md) or run in " + pins.MILES_CONTAINER_IMAGE
+    for module, dist, required in MILES_MODULES:
+        version = facts.versions.get(pins.normalise(dist))
+        present = facts.importable.get(module, False)
+        expected = _expected_version(dist)
+        if not present:
+            if required:
+                report.add(f"{module} importable", expected, "not importable", "FAIL", hint_env)
+            else:
+                report.add(f"{module} importable", expected, "not importable", "WARN",
+                           "without flash-attn use Megatron's --attention-backend fused (cuDNN >= 9.18)")
+            continue
+        status: Status = "OK"
+        hint = ""
+        if dist == "ray" and version != pins.RAY_VERSION:
+            status, hint = "FAIL", f"the Ray cluster and the submitting driver must both run ray=={pins.RAY_VERSION}"
+        elif dist == "flash-attn" and version and pins.version_tuple(version) < pins.MIN_FLASH_ATTN_FOR_SM120 \
+                and any(g.capability == pins.SM120_CAPABILITY for g in facts.gpus):
+            status, hint = "WARN", "flash-attn < 2.8.3 has no sm_120 kernels: use --attention-backend fused"
+        elif dist in _EXACT_STACK_PINS and version and version.split("+", 1)[0] != _EXACT_STACK_PINS[dist]:
+            status, hint = "WARN", f"the miles stack pins {dist}=={_EXACT_STACK_PINS[dist]}"
+        report.add(f"{module} importable", expected, version or "present", status, hint)
+
+
+_EXACT_STACK_PINS = {
+    "megatron-core": pins.MEGATRON_CORE_VERSION,
+    "transformer-engine": pins.TRANSFORMER_ENGINE_VERSION,
+}
+
+
+def _expected_version(dist: str) -> str:
+    return {
+        "megatron-core": pins.MEGATRON_CORE_VERSION,
+        "transformer-engine": pins.TRANSFORMER_ENGINE_VERSION,
+        "ray": pins.RAY_VERSION,
+        "flash-attn": f">= {pins.FLASH_ATTN_VERSION}",
+        "sglang": f"commit {pins.SGLANG_COMMIT[:10]}",
+        "miles": f"commit {pins.MILES_COMMIT[:10]}",
+    }.get(dist, "any")
+
+
+def _check_plan(report: DoctorReport, req: DoctorRequirements, facts: MachineFacts) -> None:
+    if req.experiment is None:
+        return
+    try:
+        from mileage.engines.miles.plan import estimate_memory
+    except ImportError as exc:
+        report.add("memory plan", "fits", "plan unavailable", "WARN", f"mileage plan could not be loaded: {exc}")
+        return
+    # On a GPU machine judge the GPUs that are here; elsewhere the ones the experiment declares.
+    gpus = len(facts.gpus) or None
+    memory = min(g.memory_gb for g in facts.gpus) if facts.gpus else None
+    try:
+        plan = estimate_memory(req.experiment, gpus=gpus, gpu_memory_gb=memory)
+    except Exception as exc:  # noqa: BLE001 - the preflight's own error is the finding
+        report.add("memory plan", "fits", "plan failed", "WARN", f"{type(exc).__name__}: {exc}")
+        return
+    where = f"{gpus} x {memory:.0f} GiB here" if gpus else "declared GPUs"
+    report.add("memory plan", f"fits ({where})", plan.summary, "OK" if plan.fits else "FAIL",
+               "" if plan.fits else "see `mileage plan` for settings that would fit")
+
+
+def _check_disk(report: DoctorReport, req: DoctorRequirements) -> None:
+    probe = req.results_dir.resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free_gb = shutil.disk_usage(probe).free / 2**30
+    enough = free_gb >= req.min_free_disk_gb
+    report.add("free disk", f">= {req.min_free_disk_gb:g} GiB in {req.results_dir}", f"{free_gb:.1f} GiB",
+               "OK" if enough else "FAIL",
+               "" if enough else "free space or point results_dir at a larger disk (downloads + checkpoints)")
+
+
+def _check_hub(report: DoctorReport, req: DoctorRequirements) -> None:
+    if not req.hf_repos:
+        report.add("Hugging Face", "nothing to download", "-", "OK")
+        return
+    missing = _missing_from_cache(req)
+    names = ", ".join(r.repo_id for r in req.hf_repos)
+    if _offline():
+        if missing:
+            report.add("HF cache (offline)", f"locked + cached: {names}", f"missing: {', '.join(missing)}", "FAIL",
+                       "HF_HUB_OFFLINE is set: fetch these once online (snakemake ... fetch rules), then go offline")
+        else:
+            report.add("HF cache (offline)", f"locked + cached: {names}", "complete", "OK")
+        return
+    if not req.check_network:
+        report.add("HF hub", "reachable", "not checked", "WARN")
+        return
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    reachable, detail = hub_reachable(endpoint)
+    if reachable:
+        report.add("HF hub", f"reachable ({endpoint})", detail, "OK")
+    elif not missing:
+        report.add("HF hub", f"reachable ({endpoint})", detail, "WARN",
+                   "hub unreachable but every repo is locked and cached: set HF_HUB_OFFLINE=1")
+    else:
+        report.add("HF hub", f"reachable ({endpoint})", detail, "FAIL",
+                   f"cannot download {', '.join(missing)}: check the network/proxy or pre-fill the cache")
+
+
+def _offline() -> bool:
+    try:
+        from mileage.fetch.revision_lock import hub_offline
+    except ImportError:
+        return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+    return hub_offline()
+
+
+def _missing_from_cache(req: DoctorRequirements) -> list[str]:
+    """Repos whose pinned commit is not both in the lock (or the config) and in the local HF cache."""
+    try:
+        from huggingface_hub import constants
+
+        from mileage.fetch.hf_snapshot import snapshot_dir
+        from mileage.fetch.revision_lock import RevisionLockError, is_commit_sha, lock_key, read_lock
+    except ImportError:
+        return [r.repo_id for r in req.hf_repos]
+    try:
+        lock = read_lock(req.hf_lock)
+    except RevisionLockError:
+        lock = {}
+    missing = []
+    for repo in req.hf_repos:
+        if is_commit_sha(repo.revision):
+            sha = repo.revision
+        else:
+            sha = lock.get(lock_key(repo.repo_id, repo.repo_type, repo.revision))
+        if not sha or not snapshot_dir(constants.HF_HUB_CACHE, repo.repo_id, repo.repo_type, sha).is_dir():
+            missing.append(repo.repo_id)
+    return missing
+
+
+def hub_reachable(endpoint: str, timeout: float = HUB_TIMEOUT_S) -> tuple[bool, str]:
+    """HEAD the hub; gives up after `timeout` seconds even when name resolution itself hangs."""
+    result: list[tuple[bool, str]] = []
+
+    def attempt() -> None:
+        try:
+            request = urllib.request.Request(endpoint, method="HEAD")
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                result.append((True, f"HTTP {response.status}"))
+        except urllib.error.HTTPError as exc:  # the server answered: reachable
+            result.append((exc.code < 500, f"HTTP {exc.code}"))
+        except Exception as exc:  # noqa: BLE001 - every failure means "not reachable"
+            result.append((False, f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"))
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    return result[0] if result else (False, f"no answer within {timeout:g} s")
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def format_table(report: DoctorReport, width: int = 48) -> str:
+    """The report as an aligned text table, hints of non-OK rows below it, and a one-line verdict."""
+    header = ("check", "expected", "found", "status")
+    rows = [(r.check, _clip(r.expected, width), _clip(r.found, width), r.status) for r in report.rows]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    title = f"mileage doctor: {report.experiment or 'light environment'}"
+    if report.engine:
+        title += f" (engine {report.engine})"
+    out = [title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+    hints = [r for r in report.rows if r.status != "OK" and r.hint]
+    if hints:
+        out.append("")
+        out += [f"{r.status} {r.check.strip()}: {r.hint}" for r in hints]
+    fails = sum(r.status == "FAIL" for r in report.rows)
+    warns = sum(r.status == "WARN" for r in report.rows)
+    verdict = "cannot run here" if fails else "can run here"
+    out += ["", f"verdict: {verdict} ({fails} FAIL, {warns} WARN)"]
+    return "\n".join(out) + "\n"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def main_doctor(
+    experiment: dict | None,
+    results_dir: Path | str = "results",
+    name: str | None = None,
+    hf_lock: Path | str = "config/hf.lock.json",
+    stream: TextIO | None = None,
+    probe: Callable[[], MachineFacts] = probe_machine,
+) -> int:
+    """Print the doctor's table for `experiment` (None: the light environment only); return the exit code."""
+    if experiment is None:
+        req = DoctorRequirements(results_dir=Path(results_dir))
+    else:
+        req = requirements_for_experiment(experiment, results_dir=results_dir, name=name, hf_lock=hf_lock)
+    report = run_doctor(req, probe())
+    (stream or sys.stdout).write(format_table(report))
+    return report.exit_code
