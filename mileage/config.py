@@ -1,0 +1,259 @@
+"""Load, merge and check the configuration once, at the edge.
+
+An experiment is resolved as: schema defaults < config `defaults` < what it `extends` (another experiment of
+the config, or an experiment YAML file) < its own keys. Every layer is checked against the schema on its own, so
+an error names the place the user wrote it (`experiments.demo.train.lr`, `config/experiments/x.yaml: rollout`),
+then the merged experiment gets the semantic checks: the batch identity, files that must exist, engine needs.
+Code past this point receives complete, plain values.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+MODELS_DIR = "config/models"
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message starts with the key path or file it concerns."""
+
+
+def load_yaml(path: str | Path, what: str = "config file") -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    return load_yaml(path, "schema")
+
+
+def _sub_schema(schema: dict, name: str) -> dict:
+    """A schema for one $defs entry that can still resolve the other $defs."""
+    return {"$ref": f"#/$defs/{name}", "$defs": schema["$defs"]}
+
+
+def _resolve_ref(node: dict, schema: dict) -> dict:
+    while "$ref" in node:
+        ref = node["$ref"]
+        assert ref.startswith("#/$defs/"), ref
+        extra = {k: v for k, v in node.items() if k != "$ref"}
+        node = {**schema["$defs"][ref.split("/")[-1]], **extra}
+    return node
+
+
+def fill_defaults(instance: dict, node: dict, schema: dict) -> dict:
+    """Return a copy of `instance` with every missing key that has a schema default filled, recursively."""
+    node = _resolve_ref(node, schema)
+    out = copy.deepcopy(instance)
+    for key, prop in node.get("properties", {}).items():
+        prop = _resolve_ref(prop, schema)
+        if key not in out and "default" in prop:
+            out[key] = copy.deepcopy(prop["default"])
+        if isinstance(out.get(key), dict) and "properties" in prop:
+            out[key] = fill_defaults(out[key], prop, schema)
+    return out
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return f"unknown key {', '.join(map(repr, extra))} (expected one of: {', '.join(allowed)})"
+    if error.validator == "type":
+        return f"expected {error.validator_value}, got {error.instance!r}"
+    if error.validator == "enum":
+        return f"expected one of {error.validator_value}, got {error.instance!r}"
+    if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        ops = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+        return f"expected a value {ops[error.validator]} {error.validator_value}, got {error.instance!r}"
+    return error.message
+
+
+def check_against(instance: Any, schema: dict, where: str, root: dict) -> None:
+    """Validate `instance`; raise ConfigError naming `where.<path>` of the first (deepest) problem."""
+    validator = jsonschema.Draft202012Validator({**schema, "$defs": root.get("$defs", {})})
+    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if not errors:
+        return
+    error = errors[-1]
+    path = ".".join([where] + [str(p) for p in error.absolute_path]).strip(".")
+    extra = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    raise ConfigError(f"{path}: {_describe(error)}{extra}")
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Merge dicts recursively; lists and scalars in `override` replace those in `base`."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def fill_batch_identity(rollout: dict, train: dict, where: str) -> tuple[int, int]:
+    """rollout_batch_size x n_samples_per_prompt = global_batch_size x num_steps_per_rollout, filled like miles."""
+    samples = rollout["rollout_batch_size"] * rollout["n_samples_per_prompt"]
+    lhs = (
+        f"rollout.rollout_batch_size x rollout.n_samples_per_prompt = "
+        f"{rollout['rollout_batch_size']} x {rollout['n_samples_per_prompt']} = {samples}"
+    )
+    gbs, steps = train.get("global_batch_size"), train.get("num_steps_per_rollout")
+    if gbs is None and steps is None:
+        steps = 1
+    if gbs is None:
+        if samples % steps:
+            raise ConfigError(f"{where}.train.num_steps_per_rollout: {lhs} is not divisible by {steps}")
+        gbs = samples // steps
+    elif steps is None:
+        if samples % gbs:
+            raise ConfigError(f"{where}.train.global_batch_size: {lhs} is not divisible by global_batch_size {gbs}")
+        steps = samples // gbs
+    if gbs * steps != samples:
+        raise ConfigError(
+            f"{where}.train.global_batch_size: batch identity violated: {lhs}, but train.global_batch_size x "
+            f"train.num_steps_per_rollout = {gbs} x {steps} = {gbs * steps}"
+        )
+    return gbs, steps
+
+
+class ExperimentResolver:
+    """Resolves experiments of one config (and stand-alone experiment files) into complete dicts."""
+
+    def __init__(self, config: dict, base_dir: str | Path = ".", schema: dict | None = None):
+        self.base_dir = Path(base_dir)
+        self.schema = schema if schema is not None else load_schema()
+        check_against(config, {k: v for k, v in self.schema.items() if k != "$defs"}, "", self.schema)
+        self.config = fill_defaults(config, self.schema, self.schema)
+        self._experiment_schema = _sub_schema(self.schema, "experiment")
+        check_against(self.config["defaults"], self._experiment_schema, "defaults", self.schema)
+
+    def _path(self, p: str | Path) -> Path:
+        p = Path(p)
+        return p if p.is_absolute() else self.base_dir / p
+
+    def _layer_chain(self, name: str, entry: dict, where: str, seen: tuple[str, ...]) -> list[dict]:
+        check_against(entry, self._experiment_schema, where, self.schema)
+        parent = entry.get("extends")
+        if not parent:
+            return [entry]
+        if parent in seen:
+            raise ConfigError(f"{where}.extends: cycle through {' -> '.join(seen + (parent,))}")
+        if parent in self.config["experiments"]:
+            base = self.config["experiments"][parent]
+            return self._layer_chain(parent, base, f"experiments.{parent}", seen + (parent,)) + [entry]
+        if parent.endswith((".yaml", ".yml")):
+            file = self._path(parent)
+            if not file.is_file():
+                raise ConfigError(f"{where}.extends: experiment file {parent} not found")
+            data = load_yaml(file, "experiment file")
+            if not isinstance(data, dict):
+                raise ConfigError(f"{parent}: an experiment file must be a mapping of experiment keys")
+            return self._layer_chain(parent, data, str(parent), seen + (parent,)) + [entry]
+        known = ", ".join(sorted(self.config["experiments"]))
+        raise ConfigError(
+            f"{where}.extends: {parent!r} is neither an experiment of this config ({known}) nor a .yaml file"
+        )
+
+    def resolve(self, name: str, entry: dict | None = None, where: str | None = None) -> dict:
+        if entry is None:
+            if name not in self.config["experiments"]:
+                known = ", ".join(sorted(self.config["experiments"]))
+                raise ConfigError(f"experiments.{name}: no such experiment (known: {known})")
+            entry = self.config["experiments"][name]
+        where = where or f"experiments.{name}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping of experiment keys, got {entry!r}")
+        merged = copy.deepcopy(self.config["defaults"])
+        for layer in self._layer_chain(name, entry, where, (name,)):
+            merged = deep_merge(merged, layer)
+        merged.pop("extends", None)
+        exp = fill_defaults(merged, self._experiment_schema, self.schema)
+        check_against(exp, self._experiment_schema, where, self.schema)
+        self._semantic_checks(exp, where)
+        return exp
+
+    def resolve_all(self) -> dict[str, dict]:
+        return {name: self.resolve(name) for name in self.config["experiments"]}
+
+    def _semantic_checks(self, exp: dict, where: str) -> None:
+        gbs, steps = fill_batch_identity(exp["rollout"], exp["train"], where)
+        exp["train"]["global_batch_size"], exp["train"]["num_steps_per_rollout"] = gbs, steps
+        if gbs % exp["train"]["micro_batch_size"]:
+            raise ConfigError(
+                f"{where}.train.micro_batch_size: {exp['train']['micro_batch_size']} does not divide "
+                f"global_batch_size {gbs}"
+            )
+        model = exp["model"]
+        if model["source"] == "path":
+            if not model["path"]:
+                raise ConfigError(f"{where}.model.path: required when model.source is 'path'")
+            if not self._path(model["path"]).is_dir():
+                raise ConfigError(f"{where}.model.path: directory {model['path']} not found")
+        if model["source"] == "hf":
+            if model["card"]:
+                card = self._path(MODELS_DIR) / f"{model['card']}.yaml"
+                if not card.is_file():
+                    known = sorted(p.stem for p in self._path(MODELS_DIR).glob("*.yaml"))
+                    raise ConfigError(
+                        f"{where}.model.card: unknown model card {model['card']!r} (known: {', '.join(known) or 'none'})"
+                    )
+            elif not model["repo"]:
+                raise ConfigError(f"{where}.model: source 'hf' needs model.card or model.repo")
+        if exp["engine"] == "miles":
+            if model["source"] != "hf" or not model["card"]:
+                raise ConfigError(
+                    f"{where}.model.card: engine 'miles' needs a model card (model.source: hf, model.card: NAME) "
+                    "for the Megatron model arguments"
+                )
+            if exp["warm_start"]["enabled"]:
+                raise ConfigError(f"{where}.warm_start.enabled: the warm start exists for the local engine only")
+        for split in ("train", "eval"):
+            data = exp["data"][split]
+            key = f"{where}.data.{split}"
+            if data["source"] == "file":
+                if not data["path"]:
+                    raise ConfigError(f"{key}.path: required when source is 'file'")
+                if not self._path(data["path"]).is_file():
+                    raise ConfigError(f"{key}.path: file {data['path']} not found")
+            elif data["source"] == "hf" and not data["repo"]:
+                raise ConfigError(f"{key}.repo: required when source is 'hf'")
+        if exp["warm_start"]["enabled"] and model["source"] != "demo":
+            raise ConfigError(f"{where}.warm_start.enabled: the warm start is built for the demo model only")
+
+
+def load_experiment(name_or_path: str, config_path: str | Path = "config/config.yaml") -> tuple[str, dict]:
+    """Resolve EXPERIMENT for the command line: a name in the config, or the path of an experiment file."""
+    config_path = Path(config_path)
+    base_dir = config_path.parent.parent if config_path.parent.name == "config" else Path(".")
+    if name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).is_file():
+        file = Path(name_or_path)
+        config = load_yaml(config_path) if config_path.is_file() else {}
+        config = {**config, "experiments": {file.stem: {"extends": str(file)}}}
+        resolver = ExperimentResolver(config, base_dir=base_dir if not file.is_absolute() else ".")
+        return file.stem, resolver.resolve(file.stem, where=str(file))
+    resolver = ExperimentResolver(load_yaml(config_path), base_dir=base_dir)
+    return name_or_path, resolver.resolve(name_or_path)
+
+
+def fingerprint(values: Any) -> str:
+    """A stable short hash of plain values (dict key order does not matter)."""
+    blob = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

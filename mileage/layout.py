@@ -1,0 +1,113 @@
+"""Where each artifact lives, and which shared cache entries an experiment needs.
+
+Downloads, conversions, demo models and datasets are cached under `<results>/cache/` by what determines their
+content (repo + revision, or a hash of the builder's parameters), so experiments share them and an edit that
+does not change them never makes them stale. The Snakemake rules ask this module for paths; the keys it
+makes are wildcards the rules look up again here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mileage.config import fingerprint, load_yaml
+
+KNOWN_DATASET_FILES = {
+    "zhuzilin/dapo-math-17k": "dapo-math-17k.jsonl",
+    "zhuzilin/aime-2024": "aime-2024.jsonl",
+}
+
+
+def repo_slug(repo: str) -> str:
+    return repo.replace("/", "--")
+
+
+@dataclass
+class Layout:
+    """Paths for one config; `cache` collects the parameters of every shared artifact by key."""
+
+    results: str
+    base_dir: Path = Path(".")
+    demo_models: dict = field(default_factory=dict)
+    warm_models: dict = field(default_factory=dict)
+    demo_data: dict = field(default_factory=dict)
+    hf_data: dict = field(default_factory=dict)
+    hf_models: dict = field(default_factory=dict)
+
+    # ---- per experiment -------------------------------------------------------------------------
+    def exp(self, name: str, *parts: str) -> str:
+        return "/".join([self.results, name, *parts])
+
+    def card(self, exp: dict) -> dict | None:
+        if exp["model"]["source"] != "hf" or not exp["model"]["card"]:
+            return None
+        return load_yaml(self.base_dir / "config" / "models" / f"{exp['model']['card']}.yaml", "model card")
+
+    # ---- datasets ---------------------------------------------------------------------------------
+    def dataset(self, exp: dict, split: str) -> str:
+        """Path of the normalised JSONL for data.train / data.eval, registering its producer."""
+        data = exp["data"][split]
+        if data["source"] == "file":
+            return data["path"]
+        if data["source"] == "demo":
+            params = {"name": data["name"], "split": split, "limit": data["limit"], **data["demo"]}
+            key = f"demo-{fingerprint(params)}"
+            self.demo_data[key] = params
+            return f"{self.results}/cache/demo-data/{key}.jsonl"
+        repo, rev = data["repo"], data["revision"] or "main"
+        filename = data["file"] or KNOWN_DATASET_FILES.get(repo)
+        params = {"repo": repo, "revision": rev, "file": filename, "limit": data["limit"], "name": data["name"]}
+        suffix = "" if data["limit"] is None else f"-{data['limit']}"
+        key = f"{repo_slug(repo)}/{rev}/{data['name']}{suffix}"
+        self.hf_data[key] = params
+        return f"{self.results}/cache/hf-data/{key}.jsonl"
+
+    # ---- models -------------------------------------------------------------------------------------
+    def demo_model(self, exp: dict) -> str:
+        params = {"shape": exp["model"]["demo"], "seed": exp["seed"]}
+        key = f"demo-{fingerprint(params)}"
+        self.demo_models[key] = params
+        return f"{self.results}/cache/demo-models/{key}"
+
+    def start_model(self, exp: dict) -> str:
+        """The HF-format model RL starts from (after the warm start, for the demo): a directory or a marker."""
+        source = exp["model"]["source"]
+        if source == "path":
+            return exp["model"]["path"]
+        if source == "hf":
+            return self.hf_model_marker(exp)
+        base = self.demo_model(exp)
+        if not exp["warm_start"]["enabled"]:
+            return base
+        data = exp["data"]["train"]["demo"] if exp["data"]["train"]["source"] == "demo" else {}
+        params = {
+            "base": base,
+            **exp["warm_start"],
+            "max_operand": data.get("max_operand", 9),
+            "operations": data.get("operations", ["+"]),
+        }
+        key = f"warm-{fingerprint(params)}"
+        self.warm_models[key] = params
+        return f"{self.results}/cache/warm-models/{key}"
+
+    def hf_model_key(self, exp: dict) -> tuple[str, dict]:
+        card = self.card(exp) or {}
+        repo = exp["model"]["repo"] or card.get("hf", {}).get("repo")
+        rev = exp["model"]["revision"] or card.get("hf", {}).get("revision") or "main"
+        params = {
+            "repo": repo,
+            "revision": rev,
+            "expected_files": card.get("hf", {}).get("expected_files", ["config.json"]),
+            "allow_patterns": card.get("hf", {}).get("allow_patterns"),
+        }
+        return f"{repo_slug(repo)}/{rev}", params
+
+    def hf_model_marker(self, exp: dict) -> str:
+        key, params = self.hf_model_key(exp)
+        self.hf_models[key] = params
+        return f"{self.results}/cache/hf-models/{key}/snapshot.json"
+
+    def torch_dist(self, exp: dict) -> str:
+        key, _ = self.hf_model_key(exp)
+        return f"{self.results}/cache/torch_dist/{key}/latest_checkpointed_iteration.txt"

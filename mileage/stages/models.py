@@ -1,0 +1,77 @@
+"""Model steps: the tiny demo model and its warm start, Hugging Face snapshots, torch_dist conversion, and
+the memory preflight that runs before any download."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from mileage.atomic import write_text
+from mileage.fetch.hf_snapshot import fetch_snapshot, read_marker
+from mileage.fetch.revision_lock import resolve_revision
+
+
+def build_demo_model(out_dir: str, model: dict) -> None:
+    from mileage.models.tiny import build_demo_model as build
+
+    build(out_dir, model["shape"], model["seed"])
+
+
+def warm_start(base_dir: str, out_dir: str, warm: dict, device: str = "auto") -> None:
+    from mileage.engines.local.warm_start import warm_start as run
+
+    stats = run(base_dir, out_dir, device=device, **warm)
+    print(f"mileage: warm start done: {stats}")
+
+
+def model_dir(start_model: str) -> str:
+    """The HF-format directory behind a start-model input: a directory itself, or a fetch marker."""
+    path = Path(start_model)
+    if path.is_file() and path.name == "snapshot.json":
+        return read_marker(path)["snapshot_dir"]
+    return str(path)
+
+
+def fetch_hf_model(marker: str, model: dict, lock: str, cache_dir: str) -> None:
+    requested = None if model["revision"] == "main" else model["revision"]
+    sha = resolve_revision(model["repo"], "model", requested, lock)
+    print(f"mileage: model {model['repo']} at {sha} (locked in {lock})")
+    fetch_snapshot(
+        model["repo"],
+        "model",
+        sha,
+        cache_dir,
+        expected_files=model["expected_files"],
+        allow_patterns=model["allow_patterns"],
+        marker_path=marker,
+    )
+
+
+def preflight(out: str, plan: dict) -> None:
+    """Refuse an experiment that cannot fit before anything is downloaded (see `mileage plan`)."""
+    if plan["engine"] != "miles":
+        write_text(out, "local engine: no memory preflight (small models on CPU or one GPU)\n")
+        return
+    from mileage.engines.miles.plan import estimate_memory
+
+    result = estimate_memory(plan, plan["card"])
+    print(result.summary)
+    if not result.fits:
+        hints = "\n".join(f"  - {s}" for s in getattr(result, "suggestions", []))
+        raise RuntimeError(f"mileage plan: the experiment does not fit this hardware.\n{result.summary}\n{hints}")
+    write_text(out, result.summary + "\n")
+
+
+def convert_model(snapshot_marker: str, tracker: str, convert: dict) -> None:
+    """HF -> Megatron torch_dist with miles' converter; finished only when the tracker reads `release`."""
+    from mileage.engines.miles.checkpoints import is_converted
+    from mileage.engines.miles.launch import convert_command
+
+    out_dir = Path(tracker).parent
+    cmd = convert_command(
+        convert["card"], model_dir(snapshot_marker), str(out_dir), convert["miles"]["miles_dir"], convert["miles"]["megatron_dir"]
+    )
+    print("mileage: converting:", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=convert["miles"]["miles_dir"])
+    if not is_converted(out_dir):
+        raise RuntimeError(f"conversion ended but {tracker} does not read 'release': the conversion did not finish")

@@ -1,0 +1,151 @@
+"""The train step: prepare the run directory, submit the engine's job to Ray, collect its outputs.
+
+Both engines go the same way: the run directory (checkpoints, events, eval samples) persists across attempts,
+the job is one Ray job, and the declared outputs (events, eval samples, done.json) are written only after the
+job succeeded, so a failure never looks finished and never deletes a checkpoint.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import re
+import sys
+from pathlib import Path
+
+from mileage.atomic import write_json, write_jsonl
+from mileage.launch.ray_cluster import RayClusterSpec, ray_cluster
+from mileage.launch.ray_job import run_job
+from mileage.metrics.events import collapse_events, read_events, write_events
+from mileage.run_dir import prepare_run_dir, training_identity
+from mileage.stages.models import model_dir
+
+
+def _abs(path: str | Path) -> str:
+    return str(Path(path).resolve())
+
+
+def cluster_spec(train: dict, run_dir: Path) -> RayClusterSpec:
+    ray = train["ray"]
+    return RayClusterSpec(
+        address=ray["address"],
+        host=ray["host"],
+        port=ray["port"],
+        dashboard_port=ray["dashboard_port"],
+        num_cpus=ray["num_cpus"],
+        num_gpus=train["resources"]["gpus"],
+    )
+
+
+def local_job(train: dict, inputs: dict, run_dir: Path) -> tuple[list[str], dict]:
+    """The local engine's entrypoint: `python -m mileage.engines.local.job SPEC` with a spec of plain values."""
+    spec = {
+        "experiment": train["name"],
+        "model_path": _abs(model_dir(inputs["model"])),
+        "train_data": _abs(inputs["train_data"]),
+        "eval_data": {"name": train["eval_name"], "path": _abs(inputs["eval_data"])} if train["eval"]["interval"] else None,
+        "run_dir": _abs(run_dir),
+        "seed": train["seed"],
+        "rollout_seed": train["rollout_seed"],
+        "data": {"apply_chat_template": train["apply_chat_template"]},
+        **{key: train[key] for key in ("rollout", "train", "eval", "resources")},
+    }
+    spec_path = run_dir / "job.json"
+    write_json(spec_path, spec)
+    env = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return [sys.executable, "-m", "mileage.engines.local.job", str(spec_path)], {"env_vars": env}
+
+
+def miles_job(train: dict, inputs: dict, run_dir: Path) -> tuple[list[str], dict]:
+    from mileage.engines.miles.launch import train_entrypoint
+    from mileage.engines.miles.runtime_env import runtime_env
+
+    paths = miles_paths(train, inputs, run_dir)
+    return train_entrypoint(train, train["card"], paths), runtime_env(train, paths)
+
+
+def miles_paths(train: dict, inputs: dict, run_dir: Path):
+    from mileage.engines.miles.argv import MilesPaths
+
+    return MilesPaths(
+        hf_checkpoint=_abs(model_dir(inputs["model"])),
+        ref_load=_abs(Path(inputs["torch_dist"]).parent),
+        run_dir=_abs(run_dir / "checkpoints"),
+        prompt_data=_abs(inputs["train_data"]),
+        eval_data=[(train["eval_name"], _abs(inputs["eval_data"]))],
+        tensorboard_dir=_abs(run_dir / "tensorboard"),
+        debug_event_dir=_abs(run_dir / "debug_events"),
+        eval_samples_dir=_abs(run_dir / "eval_samples"),
+    )
+
+
+def collect_events(engine: str, run_dir: Path):
+    if engine == "local":
+        return collapse_events(read_events(run_dir / "events.jsonl", allow_partial_last_line=True))
+    from mileage.metrics.debug_events import read_debug_events
+    from mileage.metrics.tensorboard_events import read_tensorboard_dir
+
+    if (run_dir / "debug_events").is_dir():
+        events, report = read_debug_events(run_dir / "debug_events")
+    else:
+        events, report = read_tensorboard_dir(run_dir / "tensorboard")
+    for warning in report.warnings():
+        print(f"mileage: metrics: {warning}")
+    return collapse_events(events)
+
+
+def collect_eval_samples(run_dir: Path) -> list[dict]:
+    """Every in-training eval sample, tagged with its dataset and rollout id, in rollout order."""
+    rows = []
+    files = glob.glob(str(run_dir / "eval_samples" / "*" / "rollout_*.jsonl"))
+    for file in sorted(files, key=lambda f: (Path(f).parent.name, int(re.findall(r"\d+", Path(f).stem)[-1]))):
+        dataset, rollout = Path(file).parent.name, int(re.findall(r"\d+", Path(file).stem)[-1])
+        with open(file, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    rows.append({**json.loads(line), "dataset": dataset, "rollout": rollout})
+    return rows
+
+
+def final_checkpoint(engine: str, run_dir: Path) -> tuple[str, int | None]:
+    if engine == "local":
+        return _abs(run_dir / "final_model"), None
+    from mileage.engines.miles.checkpoints import iter_dir, latest_iteration
+
+    last = latest_iteration(run_dir / "checkpoints")
+    if last is None:
+        raise RuntimeError(f"the miles job ended without a checkpoint in {run_dir / 'checkpoints'}")
+    return _abs(iter_dir(run_dir / "checkpoints", last)), last
+
+
+def run_training(train: dict, inputs: dict, outputs: dict, run_dir: str) -> None:
+    run = Path(run_dir)
+    state = prepare_run_dir(run, training_identity(train, inputs))
+    make_job = local_job if train["engine"] == "local" else miles_job
+    entrypoint, runtime_env = make_job(train, inputs, run)
+    with ray_cluster(cluster_spec(train, run)) as address:
+        run_job(
+            address,
+            entrypoint,
+            runtime_env,
+            run / "job.log",
+            job_id_prefix=f"mileage-{train['name']}",
+            metadata={"experiment": train["name"], "state": state},
+        )
+    events = collect_events(train["engine"], run)
+    checkpoint, last = final_checkpoint(train["engine"], run)
+    write_jsonl(outputs["eval_samples"], collect_eval_samples(run))
+    write_events(outputs["events"], events)
+    rollouts = [e.step for e in events if e.kind == "rollout"]
+    write_json(
+        outputs["done"],
+        {
+            "experiment": train["name"],
+            "engine": train["engine"],
+            "final_checkpoint": checkpoint,
+            "last_iteration": last,
+            "rollouts_logged": len(set(rollouts)),
+            "run_dir": _abs(run),
+            "job_log": _abs(run / "job.log"),
+        },
+    )

@@ -1,0 +1,63 @@
+# Config loading and checking, experiment expansion, path helpers. Everything a rule needs from the config
+# reaches it as `params` of plain values, so Snakemake reruns exactly what an edit made stale.
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+from mileage.config import ConfigError, ExperimentResolver
+from mileage.layout import Layout
+from mileage.stages import params as stage_params
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+try:
+    RESOLVER = ExperimentResolver(config, base_dir=Path(workflow.basedir))
+    EXPERIMENTS = RESOLVER.resolve_all()
+except ConfigError as err:
+    sys.exit(f"mileage: configuration error: {err}")
+
+validate(config, "../config/schema.yaml")
+
+CFG = RESOLVER.config
+R = CFG["results_dir"]
+LAYOUT = Layout(results=R, base_dir=Path(workflow.basedir))
+# Paths of every experiment, computed once; computing them registers the shared cache entries.
+PATHS = {name: stage_params.experiment_paths(LAYOUT, name, exp) for name, exp in EXPERIMENTS.items()}
+EXP_NAMES = sorted(EXPERIMENTS)
+
+
+wildcard_constraints:
+    exp="|".join(EXP_NAMES),
+
+
+def exp_of(wildcards):
+    return EXPERIMENTS[wildcards.exp]
+
+
+def path_of(key):
+    """An input function: the path `key` of the experiment named by the wildcards."""
+    return lambda wildcards: PATHS[wildcards.exp][key]
+
+
+def gpus_of(wildcards):
+    return EXPERIMENTS[wildcards.exp]["resources"]["gpus"]
+
+
+def all_targets():
+    targets = []
+    for name in EXP_NAMES:
+        targets += [
+            f"{R}/{name}/metrics/{kind}.tsv" for kind in ("rollout", "train", "perf", "eval")
+        ]
+        targets += [
+            f"{R}/{name}/report/summary.json",
+            f"{R}/{name}/report/report.md",
+            f"{R}/{name}/report/figures",
+        ]
+    targets += [f"{R}/compare/final_scores.tsv", f"{R}/compare/figures"]
+    return targets

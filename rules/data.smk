@@ -1,0 +1,29 @@
+# Datasets, normalised to miles' JSONL schema (prompt, label, id) and cached for every experiment.
+
+
+rule demo_dataset:
+    output:
+        f"{R}/cache/demo-data/{{key}}.jsonl",
+    wildcard_constraints:
+        key="demo-[0-9a-f]+",
+    params:
+        dataset=lambda w: LAYOUT.demo_data[w.key],
+    log:
+        f"{R}/cache/logs/demo-data-{{key}}.log",
+    script:
+        "../scripts/demo_dataset.py"
+
+
+rule fetch_dataset:
+    output:
+        f"{R}/cache/hf-data/{{key}}.jsonl",
+    wildcard_constraints:
+        key="[^/]+/[^/]+/[^/]+",
+    params:
+        dataset=lambda w: LAYOUT.hf_data[w.key],
+        lock=CFG["hf_lock"],
+        cache_dir=f"{R}/cache/hf-hub",
+    log:
+        f"{R}/cache/logs/hf-data/{{key}}.log",
+    script:
+        "../scripts/fetch_dataset.py"

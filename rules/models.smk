@@ -1,0 +1,81 @@
+# Models: the tiny demo model and its warm start, Hugging Face snapshots at pinned revisions, and their
+# Megatron torch_dist conversion (miles). All cached under results/cache, shared by experiments.
+
+
+rule demo_model:
+    output:
+        directory(f"{R}/cache/demo-models/{{key}}"),
+    wildcard_constraints:
+        key="demo-[0-9a-f]+",
+    params:
+        model=lambda w: LAYOUT.demo_models[w.key],
+    log:
+        f"{R}/cache/logs/demo-model-{{key}}.log",
+    script:
+        "../scripts/demo_model.py"
+
+
+rule warm_start:
+    input:
+        base=lambda w: LAYOUT.warm_models[w.key]["base"],
+    output:
+        directory(f"{R}/cache/warm-models/{{key}}"),
+    wildcard_constraints:
+        key="warm-[0-9a-f]+",
+    params:
+        warm=lambda w: stage_params.warm_start_params(LAYOUT.warm_models[w.key]),
+    log:
+        f"{R}/cache/logs/warm-start-{{key}}.log",
+    script:
+        "../scripts/warm_start.py"
+
+
+rule preflight:
+    output:
+        f"{R}/{{exp}}/preflight.txt",
+    params:
+        plan=lambda w: stage_params.preflight_params(EXPERIMENTS[w.exp], LAYOUT.card(EXPERIMENTS[w.exp])),
+    log:
+        f"{R}/{{exp}}/logs/preflight.log",
+    script:
+        "../scripts/preflight.py"
+
+
+rule fetch_model:
+    input:
+        # The memory preflight of every experiment that uses this model runs before the download.
+        lambda w: [
+            f"{R}/{name}/preflight.txt"
+            for name, paths in PATHS.items()
+            if paths.get("hf_model_key") == w.key
+        ],
+    output:
+        f"{R}/cache/hf-models/{{key}}/snapshot.json",
+    wildcard_constraints:
+        key="[^/]+/[^/]+",
+    params:
+        model=lambda w: LAYOUT.hf_models[w.key],
+        lock=CFG["hf_lock"],
+        cache_dir=f"{R}/cache/hf-hub",
+    log:
+        f"{R}/cache/logs/hf-model/{{key}}.log",
+    script:
+        "../scripts/fetch_model.py"
+
+
+rule convert_model:
+    input:
+        snapshot=f"{R}/cache/hf-models/{{key}}/snapshot.json",
+    output:
+        # miles writes this tracker last, reading `release`: its presence means the conversion finished.
+        f"{R}/cache/torch_dist/{{key}}/latest_checkpointed_iteration.txt",
+    wildcard_constraints:
+        key="[^/]+/[^/]+",
+    params:
+        convert=lambda w: stage_params.convert_params(LAYOUT, w.key, EXPERIMENTS, PATHS),
+    resources:
+        gpu=1,
+    log:
+        f"{R}/cache/logs/convert/{{key}}.log",
+    script:
+        "../scripts/convert_model.py"

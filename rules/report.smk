@@ -1,0 +1,60 @@
+# The AIME-style report, paper-ready figures, and the comparison of all experiments.
+
+
+rule report:
+    input:
+        summary=f"{R}/{{exp}}/report/summary.json",
+        metrics=f"{R}/{{exp}}/metrics/rollout.tsv",
+    output:
+        report(
+            f"{R}/{{exp}}/report/report.md",
+            caption="../report/report.rst",
+            category="{exp}",
+        ),
+    params:
+        title=lambda w: CFG["report"]["title"] or f"{w.exp}",
+        formats=CFG["plots"]["formats"],
+    log:
+        f"{R}/{{exp}}/logs/report.log",
+    script:
+        "../scripts/report.py"
+
+
+rule plots:
+    input:
+        summary=f"{R}/{{exp}}/report/summary.json",
+        tables=expand(f"{R}/{{{{exp}}}}/metrics/{{kind}}.tsv", kind=("rollout", "train", "perf", "eval")),
+    output:
+        report(
+            directory(f"{R}/{{exp}}/report/figures"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="{exp}",
+        ),
+    params:
+        style=CFG["plots"],
+    log:
+        f"{R}/{{exp}}/logs/plots.log",
+    script:
+        "../scripts/plots.py"
+
+
+rule compare:
+    input:
+        summaries=expand(f"{R}/{{exp}}/report/summary.json", exp=EXP_NAMES),
+        tables=expand(f"{R}/{{exp}}/metrics/rollout.tsv", exp=EXP_NAMES),
+    output:
+        scores=report(f"{R}/compare/final_scores.tsv", caption="../report/compare.rst", category="compare"),
+        figures=report(
+            directory(f"{R}/compare/figures"),
+            patterns=["{name}.png"],
+            caption="../report/compare.rst",
+            category="compare",
+        ),
+    params:
+        experiments={name: f"{R}/{name}" for name in EXP_NAMES},
+        style=CFG["plots"],
+    log:
+        f"{R}/compare/compare.log",
+    script:
+        "../scripts/compare.py"
