@@ -51,7 +51,7 @@ def evaluate_with_miles(evaluation: dict, inputs: dict, out: str) -> None:
 
     work = Path(out).parent / f".{evaluation['which']}-eval"
     inputs = {**inputs, "train_data": inputs["data"], "eval_data": inputs["data"], "torch_dist": inputs.get("model", "")}
-    params = {**evaluation, "eval_name": evaluation["dataset"]}
+    params = evaluation
     paths = miles_paths(params, inputs, work)
     checkpoint = None if evaluation["which"] == "base" else final_model(inputs["done"])
     entrypoint = eval_entrypoint(params, evaluation["card"], paths, checkpoint, evaluation["settings"])

@@ -27,9 +27,12 @@ def warm_start(base_dir: str, out_dir: str, warm: dict, device: str = "auto") ->
 def model_dir(start_model: str) -> str:
     """The HF-format directory behind a start-model input: a directory itself, or a fetch marker."""
     path = Path(start_model)
-    if path.is_file() and path.name == "snapshot.json":
+    if path.name != "snapshot.json":
+        return str(path)
+    if path.is_file():
         return read_marker(path)["snapshot_dir"]
-    return str(path)
+    # Not downloaded yet (e.g. `mileage argv` before the first run): name what will be there.
+    return f"<snapshot of {path.parent.parent.name.replace('--', '/')}@{path.parent.name}>"
 
 
 def fetch_hf_model(marker: str, model: dict, lock: str, cache_dir: str) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from mileage.layout import Layout
 
 # Sections of an experiment the training job depends on.
-TRAIN_SECTIONS = ("engine", "seed", "rollout_seed", "rollout", "train", "eval", "resources", "ray", "tracking", "miles")
+TRAIN_SECTIONS = (
+    "engine", "seed", "rollout_seed", "model", "rollout", "train", "eval", "resources", "ray", "tracking", "miles",
+)
 
 
 def experiment_paths(layout: Layout, name: str, exp: dict) -> dict:
@@ -38,12 +40,13 @@ def experiment_paths(layout: Layout, name: str, exp: dict) -> dict:
 
 def train_params(name: str, exp: dict, card: dict | None) -> dict:
     params = {key: exp[key] for key in TRAIN_SECTIONS}
-    params.update(
-        name=name,
-        apply_chat_template=exp["data"]["apply_chat_template"],
-        eval_name=exp["data"]["eval"]["name"],
-        card=card,
-    )
+    # The experiment's shape, minus what the input files already pin (dataset and model contents).
+    params["data"] = {
+        "apply_chat_template": exp["data"]["apply_chat_template"],
+        "train": {"name": exp["data"]["train"]["name"]},
+        "eval": {"name": exp["data"]["eval"]["name"]},
+    }
+    params.update(name=name, card=card)
     return params
 
 
@@ -52,6 +55,7 @@ def eval_params(name: str, exp: dict, which: str, card: dict | None) -> dict:
     params = {
         "name": name,
         "which": which,
+        "data": {"apply_chat_template": exp["data"]["apply_chat_template"], "eval": {"name": exp["data"]["eval"]["name"]}},
         "engine": exp["engine"],
         "settings": exp[f"{which}_eval"],
         "dataset": exp["data"]["eval"]["name"],

@@ -43,11 +43,11 @@ def local_job(train: dict, inputs: dict, run_dir: Path) -> tuple[list[str], dict
         "experiment": train["name"],
         "model_path": _abs(model_dir(inputs["model"])),
         "train_data": _abs(inputs["train_data"]),
-        "eval_data": {"name": train["eval_name"], "path": _abs(inputs["eval_data"])} if train["eval"]["interval"] else None,
+        "eval_data": {"name": train["data"]["eval"]["name"], "path": _abs(inputs["eval_data"])} if train["eval"]["interval"] else None,
         "run_dir": _abs(run_dir),
         "seed": train["seed"],
         "rollout_seed": train["rollout_seed"],
-        "data": {"apply_chat_template": train["apply_chat_template"]},
+        "data": {"apply_chat_template": train["data"]["apply_chat_template"]},
         **{key: train[key] for key in ("rollout", "train", "eval", "resources")},
     }
     spec_path = run_dir / "job.json"
@@ -72,7 +72,7 @@ def miles_paths(train: dict, inputs: dict, run_dir: Path):
         ref_load=_abs(Path(inputs["torch_dist"]).parent),
         run_dir=_abs(run_dir / "checkpoints"),
         prompt_data=_abs(inputs["train_data"]),
-        eval_data=[(train["eval_name"], _abs(inputs["eval_data"]))],
+        eval_data=[(train["data"]["eval"]["name"], _abs(inputs["eval_data"]))],
         tensorboard_dir=_abs(run_dir / "tensorboard"),
         debug_event_dir=_abs(run_dir / "debug_events"),
         eval_samples_dir=_abs(run_dir / "eval_samples"),

@@ -1,0 +1,116 @@
+"""The `mileage` command: what a researcher asks beside `snakemake`.
+
+  mileage experiments                 list the experiments of the config, resolved and checked
+  mileage plan EXPERIMENT             memory preflight (per GPU and host), non-zero when it cannot fit
+  mileage argv EXPERIMENT             the miles train.py argv, one token per line; runs nothing
+  mileage doctor [EXPERIMENT]         check this machine against what the experiment needs
+  mileage import-log LOG OUTDIR       an existing miles/slime log -> metric TSVs and plots
+
+EXPERIMENT is a name in the config (config/config.yaml unless --config says otherwise) or the path of an
+experiment YAML file (e.g. config/experiments/glm-z1-9b-8xh100.yaml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mileage.config import ConfigError, ExperimentResolver, load_experiment, load_yaml
+
+
+def _experiment(args) -> tuple[str, dict]:
+    return load_experiment(args.experiment, args.config)
+
+
+def cmd_experiments(args) -> int:
+    config_path = Path(args.config)
+    resolver = ExperimentResolver(load_yaml(config_path), base_dir=config_path.parent.parent)
+    for name, exp in resolver.resolve_all().items():
+        print(f"{name}\tengine={exp['engine']}\t{exp['description']}")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from mileage.engines.miles.plan import plan_main
+
+    name, exp = _experiment(args)
+    print(f"mileage plan: {name}")
+    return plan_main(exp, args.gpus, args.gpu_memory_gb)
+
+
+def cmd_argv(args) -> int:
+    from mileage.engines.miles.argv import build_argv
+    from mileage.layout import Layout
+    from mileage.stages.params import experiment_paths, train_params
+    from mileage.stages.train import miles_paths
+
+    name, exp = _experiment(args)
+    if exp["engine"] != "miles":
+        raise ConfigError(f"{name}: engine is {exp['engine']!r}; `mileage argv` prints the miles train.py argv only")
+    # Exactly what the train rule submits: the same params and the same paths.
+    layout = Layout(results=args.results_dir, base_dir=Path(args.config).resolve().parent.parent)
+    card = layout.card(exp)
+    params = train_params(name, exp, card)
+    paths = miles_paths(params, experiment_paths(layout, name, exp)["train_inputs"], Path(args.results_dir) / name / "run")
+    for token in build_argv(params, card, paths):
+        print(token)
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from mileage.doctor import main_doctor
+
+    exp = _experiment(args)[1] if args.experiment else None
+    return main_doctor(exp, Path(args.results_dir))
+
+
+def cmd_import_log(args) -> int:
+    from mileage.metrics.import_log import import_log
+
+    report = import_log(args.log, args.outdir, plot=not args.no_plots)
+    print(report.summary())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mileage", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="config/config.yaml", help="the pipeline config (default: %(default)s)")
+    parser.add_argument("--results-dir", default="results", help="where the pipeline writes (default: %(default)s)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("experiments", help="list the experiments of the config").set_defaults(func=cmd_experiments)
+
+    plan = sub.add_parser("plan", help="memory preflight of an experiment")
+    plan.add_argument("experiment")
+    plan.add_argument("--gpus", type=int, default=None, help="ask about a box with N GPUs")
+    plan.add_argument("--gpu-memory-gb", type=float, default=None, help="memory of each GPU in GB")
+    plan.set_defaults(func=cmd_plan)
+
+    argv = sub.add_parser("argv", help="print the miles train.py argv, one token per line")
+    argv.add_argument("experiment")
+    argv.set_defaults(func=cmd_argv)
+
+    doctor = sub.add_parser("doctor", help="check this machine against an experiment's needs")
+    doctor.add_argument("experiment", nargs="?")
+    doctor.set_defaults(func=cmd_doctor)
+
+    imp = sub.add_parser("import-log", help="turn a miles/slime stdout log into metric TSVs and plots")
+    imp.add_argument("log")
+    imp.add_argument("outdir")
+    imp.add_argument("--no-plots", action="store_true", help="write the TSVs only")
+    imp.set_defaults(func=cmd_import_log)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"mileage {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
