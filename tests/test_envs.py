@@ -1,0 +1,212 @@
+"""The pinned environments: conda env files, the Nix flake and its lock, the SLURM profile.
+
+What a user relies on: every env file parses and pins every package exactly (so `--sdm conda` builds the
+same env everywhere), the pins agree with pyproject.toml and mileage/pins.py, the flake parses and its lock
+is a valid lock of the stated nixpkgs revision, and the SLURM profile turns a rule's gpu resource into a
+GPU request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from mileage import pins
+
+ROOT = Path(__file__).resolve().parents[1]
+NIXPKGS_REV = "b43c397f6c213918d6cfe6e3550abfe79b5d1c51"
+NIXPKGS_NARHASH = "sha256-1Cu92i1KSPbhPCKxoiVG5qnoRiKTgR5CcGSRyLpOd7Y="
+NIXPKGS_LAST_MODIFIED = 1751211869
+
+_CONDA_PIN = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)(?:\[[^\]]+\])?=(?P<version>[0-9][A-Za-z0-9_.+\-]*)$")
+_PIP_PIN = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)(?:\[[^\]]+\])?==(?P<version>[0-9][A-Za-z0-9_.+!\-]*)$")
+_PIP_GIT = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)(?:\[[^\]]+\])? @ git\+https://\S+@(?P<commit>[0-9a-f]{40})(#\S*)?$")
+_PIP_OPTIONS = ("--index-url ", "--extra-index-url ")
+
+
+def unpinned(env: dict) -> list[str]:
+    """Entries of a conda env that are not exact pins (conda `=`, pip `==`, or a git URL at a full commit)."""
+    bad = []
+    for dep in env.get("dependencies", []):
+        if isinstance(dep, dict):
+            for item in dep.get("pip", []):
+                item = item.strip()
+                if item.startswith(_PIP_OPTIONS):
+                    continue
+                if not (_PIP_PIN.match(item) or _PIP_GIT.match(item)):
+                    bad.append(f"pip: {item}")
+        elif not _CONDA_PIN.match(dep.strip()):
+            bad.append(f"conda: {dep}")
+    return bad
+
+
+def pip_pins(env: dict) -> dict[str, str]:
+    out = {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            for item in dep["pip"]:
+                match = _PIP_PIN.match(item.strip())
+                if match:
+                    out[pins.normalise(match["name"])] = match["version"]
+    return out
+
+
+def conda_pins(env: dict) -> dict[str, str]:
+    return {m["name"]: m["version"] for d in env["dependencies"] if isinstance(d, str) for m in [_CONDA_PIN.match(d)]}
+
+
+def load_env(key: str) -> dict:
+    return yaml.safe_load((ROOT / pins.ENV_FILES[key]).read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("key", sorted(pins.ENV_FILES))
+def test_env_file_parses_and_pins_everything(key):
+    env = load_env(key)
+    assert isinstance(env, dict) and env["name"].startswith("mileage-")
+    assert env["channels"] and "defaults" not in env["channels"], "channels must be explicit (no anaconda defaults)"
+    assert unpinned(env) == []
+    assert conda_pins(env)["python"] == pins.PYTHON_VERSION
+
+
+def test_pin_checker_rejects_loose_specs():
+    env = {"dependencies": ["python=3.12", "numpy", "cuda-toolkit>=12.8", {"pip": [
+        "torch==2.11.0+cu128", "ray[default]>=2.60", "pandas", "x==1.*",
+        "megatron-core @ git+https://github.com/radixark/Megatron-LM.git@main",
+        "--extra-index-url https://download.pytorch.org/whl/cu128",
+    ]}]}
+    assert unpinned(env) == [
+        "conda: numpy", "conda: cuda-toolkit>=12.8", "pip: ray[default]>=2.60", "pip: pandas", "pip: x==1.*",
+        "pip: megatron-core @ git+https://github.com/radixark/Megatron-LM.git@main",
+    ]
+
+
+@pytest.mark.parametrize("key", ["analysis", "local"])
+def test_light_envs_agree_with_pyproject(key):
+    wanted = pins.light_env_pins()
+    env = pip_pins(load_env(key))
+    shared = set(env) & set(wanted)
+    assert len(shared) >= 10
+    # The local engine's torch is the +cpu build of the pinned release.
+    assert {n: env[n].split("+")[0] for n in shared} == {n: wanted[n] for n in shared}
+
+
+def test_miles_env_matches_the_pins_module():
+    env = load_env("miles")
+    pip = pip_pins(env)
+    assert pip["torch"] == pins.TORCH_CU128 and pip["torchvision"] == pins.TORCHVISION_CU128
+    assert pip["torchaudio"] == pins.TORCHAUDIO_CU128
+    assert pins.version_tuple(pip["torch"]) >= pins.MIN_TORCH_FOR_SM120
+    assert pip["transformer-engine"] == pip["transformer-engine-cu12"] == pins.TRANSFORMER_ENGINE_VERSION
+    assert pip["ray"] == pins.RAY_VERSION == pins.light_env_pins()["ray"]
+    items = [i for d in env["dependencies"] if isinstance(d, dict) for i in d["pip"]]
+    assert f"--extra-index-url {pins.PYTORCH_CU128_INDEX}" in items
+    megatron = [m for m in map(_PIP_GIT.match, items) if m and m["name"] == "megatron-core"]
+    assert megatron and megatron[0]["commit"] == pins.MEGATRON_COMMIT
+    assert conda_pins(env)["cuda-toolkit"].startswith(pins.CUDA_VERSION + ".")
+    assert any("cuda-" + conda_pins(env)["cuda-toolkit"] in c for c in env["channels"])
+
+
+def test_flake_mirrors_the_cuda_pins():
+    text = (ROOT / "flake.nix").read_text(encoding="utf-8")
+    assert f'torchCu128 = "{pins.TORCH_CU128}"' in text
+    assert f'torchvisionCu128 = "{pins.TORCHVISION_CU128}"' in text
+    assert f'torchaudioCu128 = "{pins.TORCHAUDIO_CU128}"' in text
+    assert f'"{pins.PYTORCH_CU128_INDEX}"' in text
+    assert "cudaPackages_12_8" in text and 'cudaCapabilities = [ "12.0" ]' in text
+    assert "allowUnfree = true" in text and "/run/opengl-driver/lib" in text
+
+
+def test_flake_lock_pins_the_stated_nixpkgs():
+    lock = json.loads((ROOT / "flake.lock").read_text(encoding="utf-8"))
+    assert lock["version"] == 7 and lock["root"] == "root"
+    node = lock["nodes"][lock["nodes"]["root"]["inputs"]["nixpkgs"]]
+    assert node["locked"] == {
+        "lastModified": NIXPKGS_LAST_MODIFIED, "narHash": NIXPKGS_NARHASH, "owner": "NixOS",
+        "repo": "nixpkgs", "rev": NIXPKGS_REV, "type": "github",
+    }
+    original = node["original"]
+    url = f"github:{original['owner']}/{original['repo']}/{original['ref']}"
+    assert f'inputs.nixpkgs.url = "{url}";' in (ROOT / "flake.nix").read_text(encoding="utf-8")
+
+
+def test_flake_parses():
+    nix_instantiate = shutil.which("nix-instantiate")
+    if nix_instantiate is None:
+        pytest.skip("nix-instantiate not installed (apt-get install nix-bin): flake.nix parse not checked")
+    result = subprocess.run([nix_instantiate, "--parse", str(ROOT / "flake.nix")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_flake_metadata_offline(tmp_path):
+    nix, git = shutil.which("nix"), shutil.which("git")
+    if nix is None or git is None:
+        pytest.skip("nix or git not installed: `nix flake metadata --offline` not checked")
+    # Flakes only see files git tracks: check a throwaway repository holding just the two files.
+    for name in ("flake.nix", "flake.lock"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    subprocess.run([git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([git, "add", "flake.nix", "flake.lock"], cwd=tmp_path, check=True)
+    result = subprocess.run(
+        [nix, "--extra-experimental-features", "nix-command flakes", "--offline",
+         "flake", "metadata", "--no-update-lock-file", "--json", "."],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    meta = json.loads(result.stdout)
+    assert meta["locks"]["nodes"]["nixpkgs"]["locked"]["rev"] == NIXPKGS_REV
+
+
+def slurm_profile() -> dict:
+    return yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text(encoding="utf-8"))
+
+
+def test_slurm_profile_uses_the_pinned_plugin():
+    profile = slurm_profile()
+    assert profile["executor"] == "slurm"
+    assert profile["default-resources"]["gpu"] == 0, "CPU rules must not ask SLURM for a GPU"
+    dev = pins.light_env_pins(include_dev=True)
+    assert "snakemake-executor-plugin-slurm" in dev
+
+
+def test_slurm_plugin_maps_gpu_resource_to_a_gpu_request():
+    utils = pytest.importorskip("snakemake_executor_plugin_slurm.utils")
+    defaults = slurm_profile()["default-resources"]
+
+    class Resources(dict):
+        __getattr__ = dict.__getitem__
+
+    train = SimpleNamespace(resources=Resources({**defaults, "gpu": 2}))
+    assert utils.set_gres_string(train).strip() == "--gpus=2"
+    model = SimpleNamespace(resources=Resources({**defaults, "gpu": 2, "gpu_model": "h100"}))
+    assert utils.set_gres_string(model).strip() == "--gpus=h100:2"
+    cpu_rule = SimpleNamespace(resources=Resources(defaults))
+    assert utils.set_gres_string(cpu_rule).strip() == ""
+
+
+def test_slurm_profile_dry_run_replaces_the_default_profile(tmp_path):
+    snakemake = shutil.which("snakemake", path=str(Path(__import__("sys").executable).parent)) or shutil.which(
+        "snakemake"
+    )
+    if snakemake is None:
+        pytest.skip("snakemake not installed")
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    shutil.copytree(ROOT / "profiles/slurm", tmp_path / "profiles/slurm")
+    (tmp_path / "profiles/default").mkdir(parents=True)
+    (tmp_path / "profiles/default/config.yaml").write_text("resources:\n  gpu: 1\n")
+    (tmp_path / "Snakefile").write_text(
+        'rule train:\n    output: "done.txt"\n    resources: gpu=2\n    shell: "touch {output}"\n'
+    )
+    result = subprocess.run(
+        [snakemake, "--workflow-profile", "profiles/slurm", "--dry-run"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # A gpu=2 job is scheduled although profiles/default would cap gpu at 1.
+    assert re.search(r"resources: .*\bgpu=2\b", result.stdout + result.stderr)
