@@ -554,7 +554,7 @@ def format_table(report: DoctorReport, width: int = 48) -> str:
     rows = [(r.check, _clip(r.expected, width), _clip(r.found, width), r.status) for r in report.rows]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    title = f"mileage doctor: {report.experiment or 'light environment'}"
+    title = f"mileage doctor: {report.experiment or ('experiment' if report.engine else 'light environment')}"
     if report.engine:
         title += f" (engine {report.engine})"
     out = [title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]

@@ -210,3 +210,11 @@ def test_slurm_profile_dry_run_replaces_the_default_profile(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     # A gpu=2 job is scheduled although profiles/default would cap gpu at 1.
     assert re.search(r"resources: .*\bgpu=2\b", result.stdout + result.stderr)
+
+
+def test_rtx5090_guide_names_the_pinned_commits_and_wheels():
+    guide = (ROOT / "docs/rtx5090.md").read_text(encoding="utf-8")
+    for value in (pins.SGLANG_COMMIT, pins.MEGATRON_COMMIT, pins.MILES_COMMIT, pins.TORCH_CU128,
+                  pins.TORCHVISION_CU128, pins.PYTORCH_CU128_INDEX, pins.TRANSFORMER_ENGINE_VERSION,
+                  pins.FLASH_ATTN_VERSION, pins.RAY_VERSION, "NCCL_NVLS_ENABLE=0", "--attention-backend fused"):
+        assert value in guide, value
