@@ -50,7 +50,7 @@ def evaluate_with_miles(evaluation: dict, inputs: dict, out: str) -> None:
     from mileage.stages.train import cluster_spec, miles_paths
 
     work = Path(out).parent / f".{evaluation['which']}-eval"
-    inputs = {**inputs, "train_data": inputs["data"], "eval_data": inputs["data"], "torch_dist": inputs.get("model", "")}
+    inputs = {**inputs, "train_data": inputs["data"], "eval_data": inputs["data"]}
     params = evaluation
     paths = miles_paths(params, inputs, work)
     checkpoint = None if evaluation["which"] == "base" else final_model(inputs["done"])

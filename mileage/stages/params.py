@@ -28,13 +28,11 @@ def experiment_paths(layout: Layout, name: str, exp: dict) -> dict:
         paths["torch_dist"] = layout.torch_dist(exp)
         train_inputs["torch_dist"] = paths["torch_dist"]
     paths["train_inputs"] = train_inputs
-    base_model = paths.get("torch_dist", paths["start_model"])
-    paths["base_eval_inputs"] = {"model": base_model, "hf_model": paths["start_model"], "data": paths["eval_data"]}
-    paths["final_eval_inputs"] = {
-        "done": layout.exp(name, "train", "done.json"),
-        "hf_model": paths["start_model"],
-        "data": paths["eval_data"],
-    }
+    paths["base_eval_inputs"] = {"model": paths["start_model"], "data": paths["eval_data"]}
+    paths["final_eval_inputs"] = {"done": layout.exp(name, "train", "done.json"), "data": paths["eval_data"]}
+    if exp["engine"] == "miles":  # miles evaluates torch_dist checkpoints and reads the HF dir for the tokenizer
+        for key in ("base_eval_inputs", "final_eval_inputs"):
+            paths[key].update(model=paths["start_model"], torch_dist=paths["torch_dist"])
     return paths
 
 
