@@ -1,0 +1,17 @@
+"""Rewards miles does not ship, as `--custom-rm-path` functions (FACTS section 4).
+
+miles calls `await f(args, sample)` in its rollout workers; the sample has `.response` and `.label`.
+The grading itself is mileage.rewards, so a reward means the same in both engines. This module must not
+import miles (it runs inside miles' processes, found through the Ray job's PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mileage.rewards import deepscaler_nothink as _deepscaler_nothink
+
+
+async def deepscaler_nothink(args: Any, sample: Any) -> float:
+    """miles' deepscaler rule without the `</think>` requirement (models with no thinking phase)."""
+    return _deepscaler_nothink(str(sample.response or ""), str(sample.label or ""))

@@ -1,0 +1,164 @@
+"""Model cards (`config/models/<name>.yaml`): the HF repo, Megatron model arguments and size facts of a model.
+
+A card is what the miles engine needs to know about a model that miles itself no longer ships (its GLM-4-9B
+model-arguments file was deleted upstream). `load_card` validates a card, including that its Megatron
+arguments agree with its shapes; `check_hf_config` mirrors the check miles makes at start-up between the
+Megatron arguments and the checkpoint's config.json, so a wrong download fails before a GPU job starts.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import jsonschema
+import yaml
+
+DEFAULT_MODELS_DIR = Path("config/models")
+
+
+class CardError(ValueError):
+    """A model card that is missing, malformed, or disagrees with a checkpoint."""
+
+
+_SHAPE_KEYS = {
+    "vocab_size": "integer", "hidden_size": "integer", "intermediate_size": "integer", "num_layers": "integer",
+    "num_attention_heads": "integer", "num_kv_heads": "integer", "head_dim": "integer",
+    "partial_rotary_factor": "number", "tie_word_embeddings": "boolean", "rms_norm_eps": "number",
+    "rope_theta": "number",
+}
+
+CARD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "hf", "megatron_args", "parameter_count", "weight_bytes_bf16", "shapes",
+                 "expected_files", "startup_checks"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
+        "description": {"type": "string"},
+        "architecture": {"type": "string"},
+        "hf": {
+            "type": "object", "additionalProperties": False, "required": ["repo"],
+            "properties": {"repo": {"type": "string", "minLength": 3},
+                           "revision": {"type": ["string", "null"]}},
+        },
+        "megatron_args": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "parameter_count": {"type": "integer", "minimum": 1},
+        "weight_bytes_bf16": {"type": "integer", "minimum": 1},
+        "shapes": {
+            "type": "object", "additionalProperties": False, "required": sorted(_SHAPE_KEYS),
+            "properties": {key: {"type": kind} for key, kind in _SHAPE_KEYS.items()},
+        },
+        "expected_files": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "startup_checks": {
+            "type": "object",
+            "additionalProperties": {"type": "string", "enum": sorted(_SHAPE_KEYS)},
+        },
+    },
+}
+
+# Megatron flag -> shape key: the arguments must say what the shapes say.
+_ARG_SHAPES = {
+    "--num-layers": "num_layers", "--hidden-size": "hidden_size", "--ffn-hidden-size": "intermediate_size",
+    "--num-attention-heads": "num_attention_heads", "--num-query-groups": "num_kv_heads",
+    "--norm-epsilon": "rms_norm_eps", "--rotary-base": "rope_theta", "--vocab-size": "vocab_size",
+    "--rotary-percent": "partial_rotary_factor",
+}
+
+# config.json keys that transformers 5 may nest under `rope_parameters` (older files: top level or rope_scaling).
+_ROPE_KEYS = ("rope_theta", "partial_rotary_factor")
+
+
+def known_cards(models_dir: Path | str = DEFAULT_MODELS_DIR) -> list[str]:
+    return sorted(p.stem for p in Path(models_dir).glob("*.yaml"))
+
+
+def load_card(name: str, models_dir: Path | str = DEFAULT_MODELS_DIR) -> dict[str, Any]:
+    """The validated card `<models_dir>/<name>.yaml`; an unknown name lists the known ones."""
+    path = Path(models_dir) / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(known_cards(models_dir)) or "none"
+        raise CardError(f"unknown model card {name!r} (no {path}); known cards: {known}")
+    try:
+        card = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise CardError(f"{path}: not valid YAML: {err}") from None
+    validate_card(card, str(path))
+    if card["name"] != name:
+        raise CardError(f"{path}: key 'name' is {card['name']!r}, expected the file's name {name!r}")
+    return card
+
+
+def validate_card(card: Any, where: str = "<card>") -> None:
+    """Raise CardError if `card` breaks the card schema or its arguments disagree with its shapes."""
+    errors = sorted(jsonschema.Draft202012Validator(CARD_SCHEMA).iter_errors(card), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        key = "/".join(str(p) for p in first.path) or "(top level)"
+        raise CardError(f"{where}: key {key}: {first.message}")
+    args = card["megatron_args"]
+    shapes = card["shapes"]
+    for flag, shape_key in _ARG_SHAPES.items():
+        if flag not in args:
+            continue
+        index = args.index(flag)
+        if index + 1 >= len(args):
+            raise CardError(f"{where}: megatron_args ends with {flag}, which needs a value")
+        if not _same(float(args[index + 1]), shapes[shape_key]):
+            raise CardError(f"{where}: megatron_args {flag} {args[index + 1]} disagrees with "
+                            f"shapes.{shape_key} = {shapes[shape_key]}")
+    tied = "--untie-embeddings-and-output-weights" not in args
+    if tied != shapes["tie_word_embeddings"]:
+        raise CardError(f"{where}: shapes.tie_word_embeddings is {shapes['tie_word_embeddings']} but megatron_args "
+                        f"{'lacks' if tied else 'has'} --untie-embeddings-and-output-weights")
+    if card["weight_bytes_bf16"] != 2 * card["parameter_count"]:
+        raise CardError(f"{where}: weight_bytes_bf16 must be 2 x parameter_count "
+                        f"({2 * card['parameter_count']}), got {card['weight_bytes_bf16']}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or a == b
+    try:
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    except (TypeError, ValueError):
+        return a == b
+
+
+def _hf_value(hf_config: Mapping[str, Any], key: str) -> Any:
+    if key in hf_config:
+        return hf_config[key]
+    if key in _ROPE_KEYS:
+        for nested in ("rope_parameters", "rope_scaling"):
+            inner = hf_config.get(nested)
+            if isinstance(inner, Mapping) and key in inner:
+                return inner[key]
+    raise KeyError(key)
+
+
+def check_hf_config(card: Mapping[str, Any], hf_config: Mapping[str, Any], where: str = "config.json") -> None:
+    """Raise CardError naming every config.json field that disagrees with the card (what miles checks at start-up).
+
+    A missing field is an error too: miles would compare against the transformers default, which for
+    Glm4Config is not always the 9B value (its rms_norm_eps default is 1.5625e-07, the 9B model's is 1e-5).
+    """
+    problems = []
+    for hf_key, shape_key in card["startup_checks"].items():
+        expected = card["shapes"][shape_key]
+        try:
+            actual = _hf_value(hf_config, hf_key)
+        except KeyError:
+            problems.append(f"{hf_key} is missing (card {card['name']} expects {expected!r})")
+            continue
+        if not _same(actual, expected):
+            problems.append(f"{hf_key} = {actual!r}, but card {card['name']} says {expected!r}")
+    if problems:
+        raise CardError(f"{where} does not match model card {card['name']!r}: " + "; ".join(problems))
+
+
+def check_snapshot_files(card: Mapping[str, Any], hf_dir: Path | str) -> None:
+    """Raise CardError naming the expected files a downloaded snapshot lacks."""
+    missing = [name for name in card["expected_files"] if not (Path(hf_dir) / name).is_file()]
+    if missing:
+        raise CardError(f"{hf_dir}: missing {', '.join(missing)} (expected by model card {card['name']!r})")
