@@ -1,12 +1,15 @@
 # Config loading and checking, experiment expansion, path helpers. Everything a rule needs from the config
 # reaches it as `params` of plain values, so Snakemake reruns exactly what an edit made stale.
+import re
 import sys
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
 from mileage.config import ConfigError, ExperimentResolver
+from mileage.environment import prepend_pythonpath
 from mileage.layout import Layout
+from mileage.pins import ENV_FILES, MILES_CONTAINER_IMAGE
 from mileage.stages import params as stage_params
 
 min_version("9.0")
@@ -23,16 +26,34 @@ except ConfigError as err:
 
 validate(config, "../config/schema.yaml")
 
+prepend_pythonpath(workflow.basedir)
+
 CFG = RESOLVER.config
 R = CFG["results_dir"]
 LAYOUT = Layout(results=R, base_dir=Path(workflow.basedir))
 # Paths of every experiment, computed once; computing them registers the shared cache entries.
-PATHS = {name: stage_params.experiment_paths(LAYOUT, name, exp) for name, exp in EXPERIMENTS.items()}
+PATHS = {
+    name: stage_params.experiment_paths(LAYOUT, name, exp)
+    for name, exp in EXPERIMENTS.items()
+}
 EXP_NAMES = sorted(EXPERIMENTS)
 
 
+def names_regex(names):
+    """A wildcard constraint matching exactly these experiment names (and nothing when empty)."""
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"
+
+
+LOCAL_EXPS = names_regex(n for n in EXP_NAMES if EXPERIMENTS[n]["engine"] == "local")
+MILES_EXPS = names_regex(n for n in EXP_NAMES if EXPERIMENTS[n]["engine"] == "miles")
+# Per-rule software environments (snakemake --sdm conda) and the miles image (--sdm apptainer).
+ENV_ANALYSIS = f"../{ENV_FILES['analysis']}"
+ENV_LOCAL = f"../{ENV_FILES['local']}"
+ENV_MILES = f"../{ENV_FILES['miles']}"
+
+
 wildcard_constraints:
-    exp="|".join(EXP_NAMES),
+    exp=names_regex(EXP_NAMES),
 
 
 def exp_of(wildcards):
@@ -52,7 +73,8 @@ def all_targets():
     targets = []
     for name in EXP_NAMES:
         targets += [
-            f"{R}/{name}/metrics/{kind}.tsv" for kind in ("rollout", "train", "perf", "eval")
+            f"{R}/{name}/metrics/{kind}.tsv"
+            for kind in ("rollout", "train", "perf", "eval")
         ]
         targets += [
             f"{R}/{name}/report/summary.json",

@@ -4,12 +4,14 @@
 rule demo_dataset:
     output:
         f"{R}/cache/demo-data/{{key}}.jsonl",
-    wildcard_constraints:
-        key="demo-[0-9a-f]+",
-    params:
-        dataset=lambda w: LAYOUT.demo_data[w.key],
     log:
         f"{R}/cache/logs/demo-data-{{key}}.log",
+    wildcard_constraints:
+        key="demo-[0-9a-f]+",
+    conda:
+        ENV_ANALYSIS
+    params:
+        dataset=lambda w: LAYOUT.demo_data[w.key],
     script:
         "../scripts/demo_dataset.py"
 
@@ -17,13 +19,15 @@ rule demo_dataset:
 rule fetch_dataset:
     output:
         f"{R}/cache/hf-data/{{key}}.jsonl",
+    log:
+        f"{R}/cache/logs/hf-data/{{key}}.log",
     wildcard_constraints:
         key="[^/]+/[^/]+/[^/]+",
+    conda:
+        ENV_ANALYSIS
     params:
         dataset=lambda w: LAYOUT.hf_data[w.key],
         lock=CFG["hf_lock"],
         cache_dir=f"{R}/cache/hf-hub",
-    log:
-        f"{R}/cache/logs/hf-data/{{key}}.log",
     script:
         "../scripts/fetch_dataset.py"

@@ -2,32 +2,90 @@
 # sample kept; then the summary (avg@k, pass@1..k, maj@k with bootstrap intervals).
 
 
-rule eval_base:
+rule eval_base_local:
     input:
         unpack(lambda w: PATHS[w.exp]["base_eval_inputs"]),
     output:
         f"{R}/{{exp}}/eval/base.samples.jsonl",
-    params:
-        evaluation=lambda w: stage_params.eval_params(w.exp, EXPERIMENTS[w.exp], "base", LAYOUT.card(EXPERIMENTS[w.exp])),
-    resources:
-        gpu=gpus_of,
     log:
         f"{R}/{{exp}}/logs/eval_base.log",
+    wildcard_constraints:
+        exp=LOCAL_EXPS,
+    conda:
+        ENV_LOCAL
+    resources:
+        gpu=gpus_of,
+    params:
+        evaluation=lambda w: stage_params.eval_params(
+            w.exp, EXPERIMENTS[w.exp], "base", None
+        ),
     script:
         "../scripts/evaluate.py"
 
 
-rule eval_final:
+rule eval_base_miles:
+    input:
+        unpack(lambda w: PATHS[w.exp]["base_eval_inputs"]),
+    output:
+        f"{R}/{{exp}}/eval/base.samples.jsonl",
+    log:
+        f"{R}/{{exp}}/logs/eval_base.log",
+    wildcard_constraints:
+        exp=MILES_EXPS,
+    conda:
+        ENV_MILES
+    container:
+        MILES_CONTAINER_IMAGE
+    resources:
+        gpu=gpus_of,
+    params:
+        evaluation=lambda w: stage_params.eval_params(
+            w.exp, EXPERIMENTS[w.exp], "base", LAYOUT.card(EXPERIMENTS[w.exp])
+        ),
+    script:
+        "../scripts/evaluate.py"
+
+
+rule eval_final_local:
     input:
         unpack(lambda w: PATHS[w.exp]["final_eval_inputs"]),
     output:
         f"{R}/{{exp}}/eval/final.samples.jsonl",
-    params:
-        evaluation=lambda w: stage_params.eval_params(w.exp, EXPERIMENTS[w.exp], "final", LAYOUT.card(EXPERIMENTS[w.exp])),
-    resources:
-        gpu=gpus_of,
     log:
         f"{R}/{{exp}}/logs/eval_final.log",
+    wildcard_constraints:
+        exp=LOCAL_EXPS,
+    conda:
+        ENV_LOCAL
+    resources:
+        gpu=gpus_of,
+    params:
+        evaluation=lambda w: stage_params.eval_params(
+            w.exp, EXPERIMENTS[w.exp], "final", None
+        ),
+    script:
+        "../scripts/evaluate.py"
+
+
+rule eval_final_miles:
+    input:
+        unpack(lambda w: PATHS[w.exp]["final_eval_inputs"]),
+    output:
+        f"{R}/{{exp}}/eval/final.samples.jsonl",
+    log:
+        f"{R}/{{exp}}/logs/eval_final.log",
+    wildcard_constraints:
+        exp=MILES_EXPS,
+    conda:
+        ENV_MILES
+    container:
+        MILES_CONTAINER_IMAGE
+    resources:
+        gpu=gpus_of,
+    params:
+        evaluation=lambda w: stage_params.eval_params(
+            w.exp, EXPERIMENTS[w.exp], "final", LAYOUT.card(EXPERIMENTS[w.exp])
+        ),
     script:
         "../scripts/evaluate.py"
 
@@ -38,9 +96,13 @@ rule summarize:
         final=f"{R}/{{exp}}/eval/final.samples.jsonl",
     output:
         f"{R}/{{exp}}/report/summary.json",
-    params:
-        summary=lambda w: stage_params.summary_params(w.exp, EXPERIMENTS[w.exp], CFG["report"]),
     log:
         f"{R}/{{exp}}/logs/summarize.log",
+    conda:
+        ENV_ANALYSIS
+    params:
+        summary=lambda w: stage_params.summary_params(
+            w.exp, EXPERIMENTS[w.exp], CFG["report"]
+        ),
     script:
         "../scripts/summarize.py"

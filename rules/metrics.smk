@@ -5,8 +5,13 @@ rule metrics:
     input:
         events=f"{R}/{{exp}}/train/events.jsonl",
     output:
-        **{kind: f"{R}/{{exp}}/metrics/{kind}.tsv" for kind in ("rollout", "train", "perf", "eval")},
+        **{
+            kind: f"{R}/{{exp}}/metrics/{kind}.tsv"
+            for kind in ("rollout", "train", "perf", "eval")
+        },
     log:
         f"{R}/{{exp}}/logs/metrics.log",
+    conda:
+        ENV_ANALYSIS
     script:
         "../scripts/metrics.py"

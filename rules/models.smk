@@ -5,12 +5,14 @@
 rule demo_model:
     output:
         directory(f"{R}/cache/demo-models/{{key}}"),
-    wildcard_constraints:
-        key="demo-[0-9a-f]+",
-    params:
-        model=lambda w: LAYOUT.demo_models[w.key],
     log:
         f"{R}/cache/logs/demo-model-{{key}}.log",
+    wildcard_constraints:
+        key="demo-[0-9a-f]+",
+    conda:
+        ENV_LOCAL
+    params:
+        model=lambda w: LAYOUT.demo_models[w.key],
     script:
         "../scripts/demo_model.py"
 
@@ -20,12 +22,14 @@ rule warm_start:
         base=lambda w: LAYOUT.warm_models[w.key]["base"],
     output:
         directory(f"{R}/cache/warm-models/{{key}}"),
-    wildcard_constraints:
-        key="warm-[0-9a-f]+",
-    params:
-        warm=lambda w: stage_params.warm_start_params(LAYOUT.warm_models[w.key]),
     log:
         f"{R}/cache/logs/warm-start-{{key}}.log",
+    wildcard_constraints:
+        key="warm-[0-9a-f]+",
+    conda:
+        ENV_LOCAL
+    params:
+        warm=lambda w: stage_params.warm_start_params(LAYOUT.warm_models[w.key]),
     script:
         "../scripts/warm_start.py"
 
@@ -33,10 +37,14 @@ rule warm_start:
 rule preflight:
     output:
         f"{R}/{{exp}}/preflight.txt",
-    params:
-        plan=lambda w: stage_params.preflight_params(EXPERIMENTS[w.exp], LAYOUT.card(EXPERIMENTS[w.exp])),
     log:
         f"{R}/{{exp}}/logs/preflight.log",
+    conda:
+        ENV_ANALYSIS
+    params:
+        plan=lambda w: stage_params.preflight_params(
+            EXPERIMENTS[w.exp], LAYOUT.card(EXPERIMENTS[w.exp])
+        ),
     script:
         "../scripts/preflight.py"
 
@@ -51,14 +59,16 @@ rule fetch_model:
         ],
     output:
         f"{R}/cache/hf-models/{{key}}/snapshot.json",
+    log:
+        f"{R}/cache/logs/hf-model/{{key}}.log",
     wildcard_constraints:
         key="[^/]+/[^/]+",
+    conda:
+        ENV_ANALYSIS
     params:
         model=lambda w: LAYOUT.hf_models[w.key],
         lock=CFG["hf_lock"],
         cache_dir=f"{R}/cache/hf-hub",
-    log:
-        f"{R}/cache/logs/hf-model/{{key}}.log",
     script:
         "../scripts/fetch_model.py"
 
@@ -69,13 +79,17 @@ rule convert_model:
     output:
         # miles writes this tracker last, reading `release`: its presence means the conversion finished.
         f"{R}/cache/torch_dist/{{key}}/latest_checkpointed_iteration.txt",
-    wildcard_constraints:
-        key="[^/]+/[^/]+",
-    params:
-        convert=lambda w: stage_params.convert_params(LAYOUT, w.key, EXPERIMENTS, PATHS),
-    resources:
-        gpu=1,
     log:
         f"{R}/cache/logs/convert/{{key}}.log",
+    wildcard_constraints:
+        key="[^/]+/[^/]+",
+    conda:
+        ENV_MILES
+    container:
+        MILES_CONTAINER_IMAGE
+    resources:
+        gpu=1,
+    params:
+        convert=lambda w: stage_params.convert_params(LAYOUT, w.key, EXPERIMENTS, PATHS),
     script:
         "../scripts/convert_model.py"

@@ -11,11 +11,13 @@ rule report:
             caption="../report/report.rst",
             category="{exp}",
         ),
+    log:
+        f"{R}/{{exp}}/logs/report.log",
+    conda:
+        ENV_ANALYSIS
     params:
         title=lambda w: CFG["report"]["title"] or f"{w.exp}",
         formats=CFG["plots"]["formats"],
-    log:
-        f"{R}/{{exp}}/logs/report.log",
     script:
         "../scripts/report.py"
 
@@ -23,7 +25,10 @@ rule report:
 rule plots:
     input:
         summary=f"{R}/{{exp}}/report/summary.json",
-        tables=expand(f"{R}/{{{{exp}}}}/metrics/{{kind}}.tsv", kind=("rollout", "train", "perf", "eval")),
+        tables=expand(
+            f"{R}/{{{{exp}}}}/metrics/{{kind}}.tsv",
+            kind=("rollout", "train", "perf", "eval"),
+        ),
     output:
         report(
             directory(f"{R}/{{exp}}/report/figures"),
@@ -31,10 +36,12 @@ rule plots:
             caption="../report/figures.rst",
             category="{exp}",
         ),
-    params:
-        style=CFG["plots"],
     log:
         f"{R}/{{exp}}/logs/plots.log",
+    conda:
+        ENV_ANALYSIS
+    params:
+        style=CFG["plots"],
     script:
         "../scripts/plots.py"
 
@@ -44,17 +51,23 @@ rule compare:
         summaries=expand(f"{R}/{{exp}}/report/summary.json", exp=EXP_NAMES),
         tables=expand(f"{R}/{{exp}}/metrics/rollout.tsv", exp=EXP_NAMES),
     output:
-        scores=report(f"{R}/compare/final_scores.tsv", caption="../report/compare.rst", category="compare"),
+        scores=report(
+            f"{R}/compare/final_scores.tsv",
+            caption="../report/compare.rst",
+            category="compare",
+        ),
         figures=report(
             directory(f"{R}/compare/figures"),
             patterns=["{name}.png"],
             caption="../report/compare.rst",
             category="compare",
         ),
+    log:
+        f"{R}/compare/compare.log",
+    conda:
+        ENV_ANALYSIS
     params:
         experiments={name: f"{R}/{name}" for name in EXP_NAMES},
         style=CFG["plots"],
-    log:
-        f"{R}/compare/compare.log",
     script:
         "../scripts/compare.py"

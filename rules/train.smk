@@ -2,20 +2,50 @@
 # declared output, so a failed or interrupted job never loses them and the same command resumes.
 
 
-rule train:
+rule train_local:
     input:
-        unpack(lambda w: PATHS[w.exp]["train_inputs"]),
+        unpack(path_of("train_inputs")),
     output:
         done=f"{R}/{{exp}}/train/done.json",
         events=f"{R}/{{exp}}/train/events.jsonl",
         eval_samples=f"{R}/{{exp}}/train/eval_samples.jsonl",
-    params:
-        train=lambda w: stage_params.train_params(w.exp, EXPERIMENTS[w.exp], LAYOUT.card(EXPERIMENTS[w.exp])),
-        run_dir=lambda w: f"{R}/{w.exp}/run",
-    resources:
-        gpu=gpus_of,
     log:
         f"{R}/{{exp}}/logs/train.log",
+    wildcard_constraints:
+        exp=LOCAL_EXPS,
+    conda:
+        ENV_LOCAL
+    resources:
+        gpu=gpus_of,
+    params:
+        train=lambda w: stage_params.train_params(w.exp, EXPERIMENTS[w.exp], None),
+        run_dir=lambda w: f"{R}/{w.exp}/run",
+    script:
+        "../scripts/train.py"
+
+
+rule train_miles:
+    input:
+        unpack(path_of("train_inputs")),
+    output:
+        done=f"{R}/{{exp}}/train/done.json",
+        events=f"{R}/{{exp}}/train/events.jsonl",
+        eval_samples=f"{R}/{{exp}}/train/eval_samples.jsonl",
+    log:
+        f"{R}/{{exp}}/logs/train.log",
+    wildcard_constraints:
+        exp=MILES_EXPS,
+    conda:
+        ENV_MILES
+    container:
+        MILES_CONTAINER_IMAGE
+    resources:
+        gpu=gpus_of,
+    params:
+        train=lambda w: stage_params.train_params(
+            w.exp, EXPERIMENTS[w.exp], LAYOUT.card(EXPERIMENTS[w.exp])
+        ),
+        run_dir=lambda w: f"{R}/{w.exp}/run",
     script:
         "../scripts/train.py"
 
@@ -26,9 +56,15 @@ rule export_hf:
         snapshot=path_of("start_model"),
     output:
         directory(f"{R}/{{exp}}/export/hf"),
-    params:
-        export=lambda w: stage_params.export_params(EXPERIMENTS[w.exp]),
     log:
         f"{R}/{{exp}}/logs/export_hf.log",
+    wildcard_constraints:
+        exp=MILES_EXPS,
+    conda:
+        ENV_MILES
+    container:
+        MILES_CONTAINER_IMAGE
+    params:
+        export=lambda w: stage_params.export_params(EXPERIMENTS[w.exp]),
     script:
         "../scripts/export_hf.py"

@@ -117,13 +117,13 @@ def test_plot_style_edit_reruns_plots_only(config_restored):
 
 def test_final_eval_samples_edit_reruns_final_eval_report_and_plots(config_restored):
     edit_config(config_restored, lambda c: c["experiments"]["demo"]["final_eval"].update(n_samples_per_prompt=4))
-    assert set(planned_jobs(config_restored)) == {"eval_final", "summarize", "report", "plots", "compare", "all"}
+    assert set(planned_jobs(config_restored)) == {"eval_final_local", "summarize", "report", "plots", "compare", "all"}
 
 
 def test_learning_rate_edit_reruns_training_and_what_follows_only(config_restored):
     edit_config(config_restored, lambda c: c["experiments"]["demo"]["train"].update(lr=0.001))
     jobs = set(planned_jobs(config_restored))
-    assert jobs == {"train", "metrics", "eval_final", "summarize", "report", "plots", "compare", "all"}
+    assert jobs == {"train_local", "metrics", "eval_final_local", "summarize", "report", "plots", "compare", "all"}
 
 
 def test_new_experiment_builds_only_its_jobs(config_restored):
@@ -133,5 +133,5 @@ def test_new_experiment_builds_only_its_jobs(config_restored):
     jobs = planned_jobs(config_restored)
     # Its own chain (the base eval of the shared warm-started model too) and the comparison; shared downloads,
     # demo model, datasets and warm start are reused.
-    assert set(jobs) == {"train", "metrics", "eval_base", "eval_final", "summarize", "report", "plots", "compare", "all"}
+    assert set(jobs) == {"train_local", "metrics", "eval_base_local", "eval_final_local", "summarize", "report", "plots", "compare", "all"}
     assert all(count == 1 for count in jobs.values())
