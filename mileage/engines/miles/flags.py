@@ -32,8 +32,8 @@ def read_flag_list(path: Path) -> set[str]:
         if not line or line.startswith("#"):
             continue
         name = line.split()[0]
-        if not name.startswith("--"):
-            raise UnknownFlagError(f"{path} line {line_number}: expected a --flag, got {raw!r}")
+        if not name.startswith("-"):
+            raise UnknownFlagError(f"{path} line {line_number}: expected a -flag, got {raw!r}")
         flags.add(name)
     return flags
 
