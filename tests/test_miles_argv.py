@@ -244,3 +244,9 @@ def test_nothink_reward_goes_through_the_custom_hook(reference, card):
     hook = getattr(__import__(module, fromlist=[func]), func)
     assert asyncio.run(hook(None, SimpleNamespace(response="so \\boxed{12}", label="12"))) == 1.0
     assert asyncio.run(hook(None, SimpleNamespace(response="so \\boxed{13}", label="12"))) == 0.0
+
+
+def test_eval_only_pins_one_iteration_directory(reference, card):
+    argv = eval_only_argv(reference, card, PATHS, "/r/checkpoints/iter_0002999", n_samples=16, max_response_len=16384)
+    i = argv.index("--load")
+    assert argv[i:i + 4] == ["--load", "/r/checkpoints", "--ckpt-step", "2999"]

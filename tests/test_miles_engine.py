@@ -224,3 +224,12 @@ def test_fake_conversions(tmp_path, card, fake_run):
     exported = run(export_command(it, tmp_path / "hf_out", hf, FAKE_MILES, "/nonexistent", python=sys.executable))
     assert exported.returncode == 0, exported.stderr
     assert (tmp_path / "hf_out" / "config.json").is_file()
+
+
+def test_eval_entrypoint_takes_a_settings_dict(tmp_path, card):
+    experiment = load_experiment("glm-z1-9b-8xh100")
+    settings = {**experiment["final_eval"], "n_samples_per_prompt": 4, "temperature": 0.7, "seed": 5}
+    command = eval_entrypoint(experiment, card, paths_under(tmp_path), str(tmp_path / "ck" / "iter_0000019"), settings)
+    pairs = dict(zip(command, command[1:]))
+    assert pairs["--n-samples-per-eval-prompt"] == "4" and pairs["--eval-temperature"] == "0.7"
+    assert pairs["--rollout-seed"] == "5" and pairs["--ckpt-step"] == "19" and pairs["--load"] == str(tmp_path / "ck")

@@ -9,7 +9,9 @@ out, so the reference experiment's argv is the recipe's argv, token for token (m
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any, Mapping, Sequence
 
 from mileage.engines.miles.flags import validate_flags
@@ -405,6 +407,19 @@ def build_argv(experiment: Mapping[str, Any], card: Mapping[str, Any], paths: Mi
     return argv
 
 
+_ITER_DIR = re.compile(r"^iter_(\d{7})$")
+
+
+def load_args(checkpoint: str) -> list[str]:
+    """`--load` for a checkpoint directory (its tracker picks the iteration), or for one `iter_NNNNNNN`
+    directory: Megatron loads from the parent, so the iteration is pinned with `--ckpt-step`."""
+    path = PurePath(checkpoint)
+    match = _ITER_DIR.match(path.name)
+    if match:
+        return ["--load", str(path.parent), "--ckpt-step", str(int(match.group(1)))]
+    return ["--load", str(checkpoint)]
+
+
 def eval_only_groups(
     experiment: Mapping[str, Any],
     card: Mapping[str, Any],
@@ -418,8 +433,8 @@ def eval_only_groups(
 ) -> Groups:
     """Groups of an evaluation without training (FACTS section 6): `--num-rollout 0 --eval-interval 1`.
 
-    `checkpoint_dir` is a miles checkpoint directory (its tracker names the iteration loaded); None evaluates
-    the starting weights (`--ref-load`). Nothing is saved. The optimizer group stays: Megatron still builds
+    `checkpoint_dir` is a miles checkpoint directory (its tracker names the iteration loaded) or one
+    `iter_NNNNNNN` directory inside it; None evaluates the starting weights (`--ref-load`). Nothing is saved. The optimizer group stays: Megatron still builds
     the optimizer, so CPU Adam settings are what make the run fit, as in training.
     """
     check_layout(experiment, card)
@@ -432,7 +447,7 @@ def eval_only_groups(
     checkpoints = ["--hf-checkpoint", paths.hf_checkpoint, "--ref-load", paths.ref_load]
     if checkpoint_dir is not None:
         # Weights only: an evaluation needs neither the Adam state (100+ GB for 9B) nor the RNG state.
-        checkpoints += ["--load", checkpoint_dir, "--no-load-optim", "--no-load-rng"]
+        checkpoints += [*load_args(checkpoint_dir), "--no-load-optim", "--no-load-rng"]
     rollout = [*_data_and_reward(experiment), *_reward(experiment), "--num-rollout", "0"]
     _opt(rollout, "--rollout-batch-size", experiment["rollout"]["rollout_batch_size"])
     _opt(rollout, "--rollout-seed", experiment["rollout_seed"] if seed is None else seed)

@@ -33,14 +33,22 @@ def eval_entrypoint(
     card: Mapping[str, Any],
     paths: MilesPaths,
     checkpoint_dir: str | None,
-    n_samples: int,
-    max_response_len: int,
+    n_samples: int | Mapping[str, Any],
+    max_response_len: int | None = None,
     temperature: float = 1.0,
     top_p: float = 1.0,
     seed: int | None = None,
 ) -> list[str]:
-    """The evaluation-only run of `train.py` (`--num-rollout 0`); checkpoint_dir None = the starting model."""
+    """The evaluation-only run of `train.py` (`--num-rollout 0`); checkpoint_dir None = the starting model,
+    else a checkpoint directory or one `iter_NNNNNNN` in it. `n_samples` may be a whole `final_eval` /
+    `base_eval` settings dict (n_samples_per_prompt, max_response_len, temperature, top_p, seed)."""
     miles = experiment["miles"]
+    if isinstance(n_samples, Mapping):
+        settings = n_samples
+        n_samples, max_response_len = settings["n_samples_per_prompt"], settings["max_response_len"]
+        temperature, top_p, seed = settings["temperature"], settings["top_p"], settings.get("seed")
+    if max_response_len is None:
+        raise TypeError("eval_entrypoint: max_response_len is required when n_samples is a number")
     argv = eval_only_argv(experiment, card, paths, checkpoint_dir, n_samples, max_response_len,
                           temperature, top_p, seed)
     return [miles["python"], str(Path(miles["miles_dir"]) / "train.py"), *argv]
