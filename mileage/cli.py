@@ -36,7 +36,7 @@ def cmd_plan(args) -> int:
 
     name, exp = _experiment(args)
     print(f"mileage plan: {name}")
-    return plan_main(exp, args.gpus, args.gpu_memory_gb)
+    return plan_main(exp, args.gpus, args.gpu_memory_gb, name=name)
 
 
 def cmd_argv(args) -> int:
@@ -61,8 +61,8 @@ def cmd_argv(args) -> int:
 def cmd_doctor(args) -> int:
     from mileage.doctor import main_doctor
 
-    exp = _experiment(args)[1] if args.experiment else None
-    return main_doctor(exp, Path(args.results_dir))
+    name, exp = _experiment(args) if args.experiment else (None, None)
+    return main_doctor(exp, Path(args.results_dir), name=name)
 
 
 def cmd_import_log(args) -> int:
@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # `mileage argv X | head`
+        sys.stderr.close()
+        return 0
     except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"mileage {args.command}: error: {exc}", file=sys.stderr)
         return 2

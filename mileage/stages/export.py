@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from mileage.atomic import atomic_dir
 from mileage.stages.models import model_dir
 
 
@@ -15,6 +16,7 @@ def export_hf(done: str, snapshot: str, out_dir: str, export: dict) -> None:
     from mileage.engines.miles.launch import export_command
 
     checkpoint = json.loads(Path(done).read_text())["final_checkpoint"]
-    cmd = export_command(checkpoint, out_dir, model_dir(snapshot))
-    print("mileage: exporting:", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=export["miles"]["miles_dir"])
+    with atomic_dir(out_dir) as tmp:
+        cmd = export_command(checkpoint, tmp, model_dir(snapshot), **export["miles"])
+        print("mileage: exporting:", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=export["miles"]["miles_dir"])

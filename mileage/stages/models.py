@@ -71,9 +71,7 @@ def convert_model(snapshot_marker: str, tracker: str, convert: dict) -> None:
     from mileage.engines.miles.launch import convert_command
 
     out_dir = Path(tracker).parent
-    cmd = convert_command(
-        convert["card"], model_dir(snapshot_marker), str(out_dir), convert["miles"]["miles_dir"], convert["miles"]["megatron_dir"]
-    )
+    cmd = convert_command(convert["card"], model_dir(snapshot_marker), str(out_dir), **convert["miles"])
     print("mileage: converting:", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=convert["miles"]["miles_dir"])
     if not is_converted(out_dir):

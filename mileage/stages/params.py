@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from mileage.layout import Layout
 
+# What miles' converter tools depend on: the checkouts and the interpreter.
+MILES_TOOL_KEYS = ("miles_dir", "megatron_dir", "python")
+
 # Sections of an experiment the training job depends on.
 TRAIN_SECTIONS = (
     "engine", "seed", "rollout_seed", "model", "rollout", "train", "eval", "resources", "ray", "tracking", "miles",
@@ -93,9 +96,9 @@ def convert_params(layout: Layout, key: str, experiments: dict, paths: dict) -> 
     for name in sorted(experiments):
         if paths[name].get("hf_model_key") == key and experiments[name]["engine"] == "miles":
             exp = experiments[name]
-            return {"card": layout.card(exp), "miles": {k: exp["miles"].get(k) for k in ("miles_dir", "megatron_dir")}}
+            return {"card": layout.card(exp), "miles": {k: exp["miles"][k] for k in MILES_TOOL_KEYS}}
     raise KeyError(f"no miles experiment uses model {key}")
 
 
 def export_params(exp: dict) -> dict:
-    return {"miles": {k: exp["miles"].get(k) for k in ("miles_dir", "megatron_dir")}, "engine": exp["engine"]}
+    return {"miles": {k: exp["miles"][k] for k in MILES_TOOL_KEYS}, "engine": exp["engine"]}

@@ -22,6 +22,8 @@ from mileage.stages.models import model_dir
 
 
 def _abs(path: str | Path) -> str:
+    if str(path).startswith("<"):  # a placeholder for what a download will produce (see model_dir)
+        return str(path)
     return str(Path(path).resolve())
 
 
