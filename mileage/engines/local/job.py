@@ -1,0 +1,32 @@
+"""Ray job entrypoint of the local engine: `python -m mileage.engines.local.job SPEC_JSON`.
+
+SPEC_JSON holds {"experiment", "model_path", "train_data", "eval_data": {"name", "path"} | null, "run_dir",
+"seed", "rollout_seed", "data", "rollout", "train", "eval", "resources"} (sections as in config/schema.yaml,
+train.global_batch_size and train.num_steps_per_rollout filled in). Resumes from the run directory's latest
+checkpoint when there is one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m mileage.engines.local.job SPEC_JSON", file=sys.stderr)
+        return 2
+    # Offline before transformers/TRL are imported: the local engine never talks to the hub.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from mileage.engines.local.grpo import load_spec, run_grpo
+
+    final = run_grpo(load_spec(argv[0]))
+    print(f"[mileage] final model: {final}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
