@@ -1,0 +1,241 @@
+"""Starting/joining a Ray cluster on loopback and running commands as Ray jobs.
+
+The slow tests share one real Ray head (num_cpus=1, non-default ports) because starting one costs
+several seconds; a second head is started only to check that it is stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mileage.launch.ray_cluster import (
+    RayClusterSpec,
+    RayClusterUnreachable,
+    RayPortInUse,
+    default_temp_dir,
+    job_api_version,
+    ray_cluster,
+)
+from mileage.launch.ray_job import RayJobFailed, redact, run_job, secret_env_values
+
+HEAD_PORT, HEAD_DASHBOARD_PORT = 6390, 8275
+# Inherited by the head from the environment it starts in: the documented way to pass secrets.
+INHERITED_SECRET_NAME, INHERITED_SECRET = "MILEAGE_TEST_TOKEN", "inherited-" + uuid.uuid4().hex
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def head() -> str:
+    old = os.environ.get(INHERITED_SECRET_NAME)
+    os.environ[INHERITED_SECRET_NAME] = INHERITED_SECRET
+    spec = RayClusterSpec(port=HEAD_PORT, dashboard_port=HEAD_DASHBOARD_PORT, num_cpus=1, num_gpus=0)
+    try:
+        with ray_cluster(spec) as url:
+            yield url
+    finally:
+        if old is None:
+            os.environ.pop(INHERITED_SECRET_NAME, None)
+        else:
+            os.environ[INHERITED_SECRET_NAME] = old
+
+
+# -- fast: no Ray started --------------------------------------------------------------------
+
+
+def test_redact_masks_every_secret_longest_first():
+    text = "token=abcd1234 and again abcd1234; prefix abcd12 stays visible"
+    assert redact(text, ["abcd1234", "abcd12"]) == "token=*** and again ***; prefix *** stays visible"
+    assert redact("nothing secret here", []) == "nothing secret here"
+
+
+def test_secret_env_values_picks_secret_looking_names():
+    env = {
+        "HF_TOKEN": "hf_aaaaaaaa",
+        "WANDB_API_KEY": "wandb-bbbbbbbb",
+        "DB_PASSWORD_PROD": "pw-cccccccc",
+        "AWS_SECRET": "sec-dddddddd",
+        "PATH": "/usr/bin:/bin",
+        "TOKENIZERS_PARALLELISM": "false",
+        "MAX_TOKENS": "4096",
+    }
+    assert set(secret_env_values(env)) == {"hf_aaaaaaaa", "wandb-bbbbbbbb", "pw-cccccccc", "sec-dddddddd"}
+
+
+def test_port_in_use_is_reported_before_anything_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        temp_dir = f"/tmp/mileage-t-{uuid.uuid4().hex[:8]}"
+        spec = RayClusterSpec(port=port, dashboard_port=_free_port(), temp_dir=temp_dir)
+        with pytest.raises(RayPortInUse) as err:
+            with ray_cluster(spec, log=lambda _: None):
+                pytest.fail("the context must not be entered")
+        assert f"port {port}" in str(err.value) and "ray.port" in str(err.value)
+        assert "ray.address" in str(err.value)  # says how to join instead
+        assert not Path(temp_dir).exists()  # nothing was started
+
+        spec = RayClusterSpec(port=_free_port(), dashboard_port=port, temp_dir=temp_dir)
+        with pytest.raises(RayPortInUse, match="ray.dashboard_port"):
+            with ray_cluster(spec, log=lambda _: None):
+                pytest.fail("the context must not be entered")
+
+
+def test_joining_an_address_that_does_not_answer_names_the_key():
+    address = f"http://127.0.0.1:{_free_port()}"
+    with pytest.raises(RayClusterUnreachable) as err:
+        with ray_cluster(RayClusterSpec(address=address)):
+            pytest.fail("the context must not be entered")
+    assert "ray.address" in str(err.value) and address in str(err.value)
+
+
+# -- slow: a real Ray head -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_job_output_and_env_var_land_in_the_log(head, tmp_path, capsys):
+    log = tmp_path / "logs" / "train.log"
+    log.parent.mkdir()
+    log.write_text("earlier attempt\n")
+    script = 'for i in 1 2 3; do echo "step $i  loss=0.$i"; done; echo "lr is $LEARNING_RATE"'
+    run_job(head, ["sh", "-c", script], {"env_vars": {"LEARNING_RATE": "3e-6"}}, log, job_id_prefix="t-print")
+
+    lines = log.read_text().splitlines()
+    assert lines[0] == "earlier attempt"  # appended, not overwritten
+    job_lines = [ln for ln in lines if ln.startswith("step ") or ln.startswith("lr is")]
+    assert job_lines == ["step 1  loss=0.1", "step 2  loss=0.2", "step 3  loss=0.3", "lr is 3e-6"]
+    assert "step 2  loss=0.2" in capsys.readouterr().out  # also streamed to stdout
+
+
+@pytest.mark.slow
+def test_failed_job_raises_with_its_last_lines(head, tmp_path):
+    log = tmp_path / "train.log"
+    script = "for i in $(seq 1 60); do echo line-$i; done; exit 3"
+    with pytest.raises(RayJobFailed) as err:
+        run_job(head, ["sh", "-c", script], {}, log, job_id_prefix="t-fail", tail_lines=5)
+    exc = err.value
+    assert exc.status == "FAILED" and exc.job_id.startswith("t-fail-")
+    assert exc.job_id in str(exc) and "exit code 3" in str(exc)
+    assert len(exc.tail) == 5
+    # Ray writes its own "Running entrypoint for job ..." line into the job's log, at a moment that
+    # races with the job's first output; it may land among the last lines.
+    job_lines = [ln for ln in exc.tail if not ln.startswith("Running entrypoint for job")]
+    assert len(job_lines) >= 4 and job_lines == [f"line-{i}" for i in range(61 - len(job_lines), 61)]
+    assert "line-60" in str(exc) and "line-55" not in str(exc)
+
+
+@pytest.mark.slow
+def test_secrets_never_reach_the_log(head, tmp_path, capsys):
+    log = tmp_path / "train.log"
+    passed = "wandb-" + uuid.uuid4().hex
+    flag = "hf_" + uuid.uuid4().hex
+    script = f'echo "key=$WANDB_API_KEY inherited=${INHERITED_SECRET_NAME}"; echo done'
+    run_job(
+        head,
+        ["sh", "-c", script, "sh", "--hf-token", flag],
+        {"env_vars": {"WANDB_API_KEY": passed}},
+        log,
+        job_id_prefix="t-secret",
+    )
+    text = log.read_text()
+    out = capsys.readouterr().out
+    assert "key=*** inherited=***" in text  # the job saw both: one passed, one inherited from the head
+    for secret in (passed, flag, INHERITED_SECRET):
+        assert secret not in text and secret not in out
+
+
+@pytest.mark.slow
+def test_joined_cluster_is_left_running(head):
+    with ray_cluster(RayClusterSpec(address=head.replace("http://", "")), log=lambda _: None) as url:
+        assert url == head
+    assert job_api_version(head)["ray_version"]
+
+
+@pytest.mark.slow
+def test_started_head_is_stopped_on_exit_even_after_an_error():
+    port, dashboard_port = 6391, 8276
+    spec = RayClusterSpec(port=port, dashboard_port=dashboard_port, num_cpus=1, num_gpus=0)
+    group = None
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        with ray_cluster(spec, log=lambda _: None) as url:
+            assert job_api_version(url)["ray_version"]
+            assert not _port_is_free(port)
+            out = subprocess.run(["pgrep", "-f", "--", f"--block .*--port {port} "], capture_output=True, text=True)
+            group = os.getpgid(int(out.stdout.split()[0]))
+            raise Boom
+    assert _port_is_free(port) and _port_is_free(dashboard_port)
+    assert group is not None and not _group_alive(group)
+    assert str(default_temp_dir(spec)).startswith("/tmp/mileage-ray-")
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_job_and_exits_nonzero(head, tmp_path):
+    from ray.job_submission import JobSubmissionClient
+
+    prefix = f"t-sigterm-{uuid.uuid4().hex[:6]}"
+    log = tmp_path / "train.log"
+    code = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from mileage.launch.ray_job import run_job
+        run_job({head!r}, ["sleep", "60"], {{}}, Path({str(log)!r}), job_id_prefix={prefix!r})
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    client = JobSubmissionClient(head)
+    job_id, deadline = None, time.monotonic() + 60
+    while time.monotonic() < deadline and job_id is None:
+        for job in client.list_jobs():
+            if (job.submission_id or "").startswith(prefix) and str(job.status.value) == "RUNNING":
+                job_id = job.submission_id
+        time.sleep(0.5)
+    assert job_id is not None, f"the job never ran: {proc.stderr.read() if proc.poll() is not None else ''}"
+
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("run_job did not exit within 20 s of SIGTERM")
+    assert proc.returncode != 0
+    assert time.monotonic() - started < 20
+    assert str(client.get_job_status(job_id).value) == "STOPPED"
+    assert "stopping ray job" in log.read_text()
