@@ -66,18 +66,33 @@ def test_every_schema_property_has_a_default_and_a_description():
     ],
 )
 def test_batch_identity_is_filled_like_miles(train, expected):
-    exp = resolve(with_demo(rollout={"rollout_batch_size": 8, "n_samples_per_prompt": 8}, train=train))
+    sizes = {"rollout_batch_size": 8, "n_samples_per_prompt": 8}
+    exp = resolve(with_demo(rollout=sizes, train={**train, "micro_batch_size": 1}))
     assert (exp["train"]["global_batch_size"], exp["train"]["num_steps_per_rollout"]) == expected
 
 
+def test_micro_batch_must_divide_global_batch():
+    message = error_of(with_demo(
+        rollout={"rollout_batch_size": 8, "n_samples_per_prompt": 8},
+        train={"global_batch_size": 64, "num_steps_per_rollout": None, "micro_batch_size": 48},
+    ))
+    assert message.startswith("experiments.demo.train.micro_batch_size")
+
+
 def test_batch_identity_mismatch_prints_both_sides():
-    message = error_of(with_demo(train={"global_batch_size": 32, "num_steps_per_rollout": 1}))
+    message = error_of(with_demo(
+        rollout={"rollout_batch_size": 8, "n_samples_per_prompt": 8},
+        train={"global_batch_size": 32, "num_steps_per_rollout": 1, "micro_batch_size": 1},
+    ))
     assert message.startswith("experiments.demo.train.global_batch_size")
     assert "8 x 8 = 64" in message and "32 x 1 = 32" in message
 
 
 def test_batch_identity_indivisible():
-    message = error_of(with_demo(train={"global_batch_size": 48, "num_steps_per_rollout": None}))
+    message = error_of(with_demo(
+        rollout={"rollout_batch_size": 8, "n_samples_per_prompt": 8},
+        train={"global_batch_size": 48, "num_steps_per_rollout": None, "micro_batch_size": 1},
+    ))
     assert "experiments.demo.train.global_batch_size" in message and "not divisible" in message
 
 

@@ -153,7 +153,7 @@ def check_port_free(host: str, port: int, key: str, *, all_interfaces: bool = Fa
                 ) from None
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str) -> int:
     """A port the kernel considers free right now (for Ray's auxiliary servers)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -247,8 +247,8 @@ class RayHead:
             "--include-dashboard", "true",
             # Ray's defaults for these (10001, 52365) are fixed ports; two heads on one box (two
             # pipeline steps, or another user's Ray) would clash on them.
-            "--ray-client-server-port", str(_free_port(spec.host)),
-            "--dashboard-agent-listen-port", str(_free_port(spec.host)),
+            "--ray-client-server-port", str(free_port(spec.host)),
+            "--dashboard-agent-listen-port", str(free_port(spec.host)),
             "--disable-usage-stats",
             "--temp-dir", str(self.temp_dir),
         ]

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from mileage.atomic import write_json, write_jsonl
-from mileage.launch.ray_cluster import RayClusterSpec, ray_cluster
+from mileage.launch.ray_cluster import RayClusterSpec, free_port, ray_cluster
 from mileage.launch.ray_job import run_job
 from mileage.metrics.events import collapse_events, read_events, write_events
 from mileage.run_dir import prepare_run_dir, training_identity
@@ -32,8 +32,8 @@ def cluster_spec(train: dict, run_dir: Path) -> RayClusterSpec:
     return RayClusterSpec(
         address=ray["address"],
         host=ray["host"],
-        port=ray["port"],
-        dashboard_port=ray["dashboard_port"],
+        port=ray["port"] or free_port(ray["host"]),
+        dashboard_port=ray["dashboard_port"] or free_port(ray["host"]),
         num_cpus=ray["num_cpus"],
         num_gpus=train["resources"]["gpus"],
     )
