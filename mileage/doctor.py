@@ -450,8 +450,9 @@ def _check_plan(report: DoctorReport, req: DoctorRequirements, facts: MachineFac
         report.add("memory plan", "fits", "plan failed", "WARN", f"{type(exc).__name__}: {exc}")
         return
     where = f"{gpus} x {memory:.0f} GiB here" if gpus else "declared GPUs"
-    report.add("memory plan", f"fits ({where})", plan.summary, "OK" if plan.fits else "FAIL",
-               "" if plan.fits else "see `mileage plan` for settings that would fit")
+    found = f"peak {plan.gpu_peak_gib:.1f} of {plan.gpu_memory_gib:.1f} GiB/GPU, host {plan.host_total_gib:.0f} GiB"
+    report.add("memory plan", f"fits ({where})", found, "OK" if plan.fits else "FAIL",
+               "" if plan.fits else "; ".join(plan.problems) + " (`mileage plan` says what would fit)")
 
 
 def _check_disk(report: DoctorReport, req: DoctorRequirements) -> None:
