@@ -67,7 +67,10 @@ def plan(monkeypatch):
     def set_verdict(fits: bool, summary: str = "needs 40 GiB per GPU"):
         def estimate_memory(experiment, gpus=None, gpu_memory_gb=None):
             calls.append((gpus, gpu_memory_gb))
-            return types.SimpleNamespace(fits=fits, summary=summary)
+            return types.SimpleNamespace(
+                fits=fits, summary=summary, problems=[] if fits else [summary],
+                gpu_peak_gib=40.0, gpu_memory_gib=31.8 if not fits else 79.6, host_total_gib=177.0,
+            )
 
         module.estimate_memory = estimate_memory
         monkeypatch.setitem(sys.modules, "mileage.engines.miles.plan", module)
