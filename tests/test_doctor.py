@@ -132,7 +132,7 @@ def test_rtx5090_box_with_the_pinned_stack_passes(tmp_path, plan, monkeypatch):
     found = rows(report)
     assert [r for r in report.rows if r.status == "FAIL"] == []
     assert found["sm_120 support"].status == "OK"
-    assert found["memory plan"].found == "fits: 28 of 31 GiB per GPU"
+    assert found["memory plan"].found == "peak 40.0 of 79.6 GiB/GPU, host 177 GiB"
     assert calls == [(2, RTX5090.memory_gb)], "the plan must judge the GPUs that are actually here"
 
 
