@@ -52,7 +52,7 @@ def local_job(train: dict, inputs: dict, run_dir: Path) -> tuple[list[str], dict
         "data": {"apply_chat_template": train["data"]["apply_chat_template"]},
         **{key: train[key] for key in ("rollout", "train", "eval", "resources")},
     }
-    spec_path = run_dir / "job.json"
+    spec_path = Path(_abs(run_dir / "job.json"))  # absolute: a Ray job does not run in our working directory
     write_json(spec_path, spec)
     env = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     return [sys.executable, "-m", "mileage.engines.local.job", str(spec_path)], {"env_vars": env}
