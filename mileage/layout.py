@@ -32,6 +32,7 @@ class Layout:
     demo_models: dict = field(default_factory=dict)
     warm_models: dict = field(default_factory=dict)
     demo_data: dict = field(default_factory=dict)
+    file_data: dict = field(default_factory=dict)
     hf_data: dict = field(default_factory=dict)
     hf_models: dict = field(default_factory=dict)
 
@@ -48,8 +49,11 @@ class Layout:
     def dataset(self, exp: dict, split: str) -> str:
         """Path of the normalised JSONL for data.train / data.eval, registering its producer."""
         data = exp["data"][split]
-        if data["source"] == "file":
-            return data["path"]
+        if data["source"] == "file":  # checked and normalised once, so training reads only clean rows
+            params = {"path": data["path"], "name": data["name"], "limit": data["limit"]}
+            key = f"file-{fingerprint(params)}"
+            self.file_data[key] = params
+            return f"{self.results}/cache/file-data/{key}.jsonl"
         if data["source"] == "demo":
             params = {"name": data["name"], "split": split, "limit": data["limit"], **data["demo"]}
             key = f"demo-{fingerprint(params)}"

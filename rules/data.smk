@@ -16,6 +16,23 @@ rule demo_dataset:
         "../scripts/demo_dataset.py"
 
 
+rule file_dataset:
+    input:
+        lambda w: LAYOUT.file_data[w.key]["path"],
+    output:
+        f"{R}/cache/file-data/{{key}}.jsonl",
+    log:
+        f"{R}/cache/logs/file-data-{{key}}.log",
+    wildcard_constraints:
+        key="file-[0-9a-f]+",
+    conda:
+        ENV_ANALYSIS
+    params:
+        dataset=lambda w: LAYOUT.file_data[w.key],
+    script:
+        "../scripts/file_dataset.py"
+
+
 rule fetch_dataset:
     output:
         f"{R}/cache/hf-data/{{key}}.jsonl",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mileage.data.demo_problems import write_demo_dataset
-from mileage.fetch.datasets import fetch_dataset
+from mileage.fetch.datasets import fetch_dataset, normalise_dataset
 from mileage.fetch.revision_lock import resolve_revision
 
 
@@ -28,3 +28,9 @@ def fetch_hf_dataset(out: str, dataset: dict, lock: str, cache_dir: str) -> None
     fetch_dataset(
         dataset["repo"], sha, Path(cache_dir), out, dataset["file"], id_prefix=dataset["name"], limit=dataset["limit"]
     )
+
+
+def normalise_file_dataset(src: str, out: str, dataset: dict) -> None:
+    """A local JSONL/parquet file in miles' schema, checked row by row (errors name file and line)."""
+    rows = normalise_dataset(src, out, id_prefix=dataset["name"], limit=dataset["limit"])
+    print(f"mileage: {src}: {rows} rows -> {out}")
