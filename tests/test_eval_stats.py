@@ -262,7 +262,7 @@ def test_write_records_refuses_invalid_records_and_writes_nothing(tmp_path: Path
 
 def test_not_json_record_names_line(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "r.jsonl", ["", "oops"])
-    with pytest.raises(RecordError, match="r.jsonl line 2: invalid JSON"):
+    with pytest.raises(RecordError, match="r.jsonl:line 2: not valid JSON"):
         read_records(path)
 
 

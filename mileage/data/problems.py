@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from mileage.jsonl import iter_jsonl
 from mileage.atomic import write_jsonl
 
 ROLES = ("system", "user", "assistant")
@@ -74,34 +75,20 @@ def read_problems(path: str | os.PathLike) -> list[Problem]:
     """
     path = Path(path)
     problems: list[Problem] = []
-    first_line_of: dict[str, int] = {}
-    with open(path, "rb") as fh:
-        for line_number, raw in enumerate(fh, start=1):
-            where = f"{path} line {line_number}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DatasetError(f"{where}: not UTF-8 ({err})") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DatasetError(f"{where}: invalid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise DatasetError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
-            for key in ("prompt", "label"):
-                if key not in row:
-                    raise DatasetError(f"{where}: missing key {key!r}")
-            prompt = _check_prompt(row["prompt"], where)
-            label = _check_label(row["label"], where)
-            problem_id = _check_id(row["id"], where) if "id" in row else f"{path.stem}-{len(problems)}"
-            if problem_id in first_line_of:
-                raise DatasetError(
-                    f"{where}: duplicate id {problem_id!r} (first on line {first_line_of[problem_id]})"
-                )
-            first_line_of[problem_id] = line_number
-            problems.append(Problem(id=problem_id, prompt=prompt, label=label))
+    first_where: dict[str, str] = {}
+    for where, row in iter_jsonl(path, DatasetError):
+        if not isinstance(row, dict):
+            raise DatasetError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
+        for key in ("prompt", "label"):
+            if key not in row:
+                raise DatasetError(f"{where}: missing key {key!r}")
+        prompt = _check_prompt(row["prompt"], where)
+        label = _check_label(row["label"], where)
+        problem_id = _check_id(row["id"], where) if "id" in row else f"{path.stem}-{len(problems)}"
+        if problem_id in first_where:
+            raise DatasetError(f"{where}: duplicate id {problem_id!r} (first at {first_where[problem_id]})")
+        first_where[problem_id] = where
+        problems.append(Problem(id=problem_id, prompt=prompt, label=label))
     if not problems:
         raise DatasetError(f"{path}: no problems (the file is empty)")
     return problems

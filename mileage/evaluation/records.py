@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from mileage.jsonl import iter_jsonl
 from mileage.atomic import write_jsonl
 from mileage.rewards import extract_answer, get_reward, requires_think
 
@@ -81,21 +82,9 @@ def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     """All records of a JSONL file, validated; blank lines are skipped."""
     path = Path(path)
     records: list[dict[str, Any]] = []
-    with open(path, "rb") as fh:
-        for line_number, raw in enumerate(fh, start=1):
-            where = f"{path} line {line_number}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise RecordError(f"{where}: not UTF-8 ({err})") from None
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecordError(f"{where}: invalid JSON ({err.msg})") from None
-            validate_record(record, where)
-            records.append(record)
+    for where, record in iter_jsonl(path, RecordError):
+        validate_record(record, where)
+        records.append(record)
     return records
 
 

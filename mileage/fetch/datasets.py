@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from mileage.jsonl import iter_jsonl
 from mileage.atomic import write_jsonl
 from mileage.fetch.hf_snapshot import fetch_snapshot
 
@@ -59,7 +60,7 @@ def normalise_dataset(
         if limit is not None and len(rows) >= limit:
             break
         if not isinstance(row, dict):
-            raise DatasetFormatError(f"{src}:{where}: expected a JSON object, got {type(row).__name__}")
+            raise DatasetFormatError(f"{where}: expected a JSON object, got {type(row).__name__}")
         prompt = _prompt(row, input_key, src, where)
         label = _label(row, label_key, src, where)
         rows.append({"prompt": prompt, "label": label, "id": f"{id_prefix}-{len(rows)}"})
@@ -113,56 +114,49 @@ def fetch_dataset(
 
 
 def _read_rows(src: Path) -> Iterator[tuple[str, Any]]:
-    """(location, row) pairs: 'line N' for JSONL, 'row N' for parquet, both 1-based."""
+    """(location, row) pairs: '<src>:line N' for JSONL, '<src>:row N' for parquet, both 1-based."""
     if src.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         for i, row in enumerate(pq.read_table(src).to_pylist(), start=1):
-            yield f"row {i}", row
+            yield f"{src}:row {i}", row
         return
-    with open(src, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield f"line {lineno}", json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetFormatError(f"{src}:line {lineno}: not valid JSON ({exc.msg})") from exc
+    yield from iter_jsonl(src, DatasetFormatError)
 
 
 def _prompt(row: dict, key: str, src: Path, where: str) -> str | list[dict[str, str]]:
     if key not in row:
-        raise DatasetFormatError(f"{src}:{where}: missing key {key!r} (has {sorted(row)})")
+        raise DatasetFormatError(f"{where}: missing key {key!r} (has {sorted(row)})")
     value = row[key]
     if isinstance(value, str):
         if not value.strip():
-            raise DatasetFormatError(f"{src}:{where}: key {key!r} is an empty string")
+            raise DatasetFormatError(f"{where}: key {key!r} is an empty string")
         return value
     if isinstance(value, list) and value:
         messages = []
         for i, msg in enumerate(value):
             if not (isinstance(msg, dict) and isinstance(msg.get("role"), str) and isinstance(msg.get("content"), str)):
                 raise DatasetFormatError(
-                    f"{src}:{where}: key {key!r} message {i} must be an object with string 'role' and 'content'"
+                    f"{where}: key {key!r} message {i} must be an object with string 'role' and 'content'"
                 )
             messages.append({"role": msg["role"], "content": msg["content"]})
         return messages
-    raise DatasetFormatError(f"{src}:{where}: key {key!r} must be a non-empty string or message list, got {value!r:.80}")
+    raise DatasetFormatError(f"{where}: key {key!r} must be a non-empty string or message list, got {value!r:.80}")
 
 
 def _label(row: dict, key: str, src: Path, where: str) -> str:
     if key not in row:
-        raise DatasetFormatError(f"{src}:{where}: missing key {key!r} (has {sorted(row)})")
+        raise DatasetFormatError(f"{where}: missing key {key!r} (has {sorted(row)})")
     value = row[key]
     if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
-        raise DatasetFormatError(f"{src}:{where}: key {key!r} must be a string or number, got {value!r:.80}")
+        raise DatasetFormatError(f"{where}: key {key!r} must be a string or number, got {value!r:.80}")
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise DatasetFormatError(f"{src}:{where}: key {key!r} is {value}")
+            raise DatasetFormatError(f"{where}: key {key!r} is {value}")
         # 34.0 (a float column) means the answer 34, which is how the reward compares it.
         text = str(int(value)) if value.is_integer() else repr(value)
     else:
         text = str(value).strip()
     if not text:
-        raise DatasetFormatError(f"{src}:{where}: key {key!r} is empty")
+        raise DatasetFormatError(f"{where}: key {key!r} is empty")
     return text
