@@ -102,7 +102,9 @@ class Layout:
         params = {
             "repo": repo,
             "revision": rev,
-            "expected_files": card.get("hf", {}).get("expected_files", ["config.json"]),
+            # A card lists its files at top level (mileage.models.cards.CARD_SCHEMA); its `hf` block has only
+            # repo and revision, so allow_patterns stays unset (the whole repo).
+            "expected_files": card.get("expected_files", ["config.json"]),
             "allow_patterns": card.get("hf", {}).get("allow_patterns"),
         }
         return f"{repo_slug(repo)}/{rev}", params

@@ -4,6 +4,7 @@ then summarise them (avg@k, pass@1..k, maj@k with bootstrap intervals)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from mileage.atomic import write_json
@@ -55,9 +56,12 @@ def evaluate_with_miles(evaluation: dict, inputs: dict, out: str) -> None:
     paths = miles_paths(params, inputs, work)
     checkpoint = None if evaluation["which"] == "base" else final_model(inputs["done"])
     entrypoint = eval_entrypoint(params, evaluation["card"], paths, checkpoint, evaluation["settings"])
+    # The work dir outlives a run: records of an earlier evaluation must not pass for this one's.
+    shutil.rmtree(work / "eval_samples", ignore_errors=True)
     with ray_cluster(cluster_spec(params, work)) as address:
         run_job(address, entrypoint, runtime_env(params, paths), work / "job.log", job_id_prefix=f"mileage-eval-{evaluation['which']}")
-    files = sorted((work / "eval_samples" / evaluation["dataset"]).glob("rollout_*.jsonl"))
+    files = sorted((work / "eval_samples" / evaluation["dataset"]).glob("rollout_*.jsonl"),
+                   key=lambda f: int(f.stem.removeprefix("rollout_")))
     if not files:
         raise RuntimeError(f"the miles eval job wrote no per-sample records under {work / 'eval_samples'}")
     write_records(out, read_records(files[-1]))

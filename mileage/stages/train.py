@@ -87,12 +87,22 @@ def collect_events(engine: str, run_dir: Path):
     from mileage.metrics.debug_events import read_debug_events
     from mileage.metrics.tensorboard_events import read_tensorboard_dir
 
-    if (run_dir / "debug_events").is_dir():
-        events, report = read_debug_events(run_dir / "debug_events")
-    else:
+    reports = []
+    events = []
+    if (run_dir / "tensorboard").is_dir():
         events, report = read_tensorboard_dir(run_dir / "tensorboard")
-    for warning in report.warnings():
-        print(f"mileage: metrics: {warning}")
+        reports.append(report)
+    if (run_dir / "debug_events").is_dir():
+        debug, report = read_debug_events(run_dir / "debug_events")
+        reports.append(report)
+        # The debug events win; TensorBoard fills the gaps. On resume miles restores the debug-event snapshot of
+        # the checkpoint, which was taken before that rollout's eval, so the eval at a save point is only in
+        # TensorBoard (its files keep every attempt's scalars).
+        logged = {(e.kind, e.step) for e in debug}
+        events = [e for e in events if (e.kind, e.step) not in logged] + debug
+    for report in reports:
+        for warning in report.warnings():
+            print(f"mileage: metrics: {warning}")
     return collapse_events(events)
 
 

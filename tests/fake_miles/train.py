@@ -5,7 +5,8 @@ It accepts exactly the flags miles' parser accepts (the shipped flag lists, plus
 (required flags, the batch identity), then fakes a run with miles' outputs: metric log lines with Ray actor
 prefixes (`step` lines twice), TensorBoard scalars in $TENSORBOARD_DIR, debug-event JSONL, the eval hook
 called with Sample-like objects, and checkpoints with the tracker file. Rewards rise slowly.
-FAKE_MILES_DIE_AT=<rollout> makes it die at the start of that rollout (resume tests).
+FAKE_MILES_DIE_AT=<rollout> makes it die at the start of that rollout (resume tests);
+FAKE_MILES_ARGV_LOG=<file> appends each invocation's argv there as one JSON line (what the pipeline really ran).
 """
 
 from __future__ import annotations
@@ -208,7 +209,15 @@ class FakeArgs:
         self.rm_type = one(args, "--rm-type")
 
 
+def log_argv(argv: list[str]) -> None:
+    path = os.environ.get("FAKE_MILES_ARGV_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"pid": PID, "argv": argv}) + "\n")
+
+
 def main(argv: list[str]) -> int:
+    log_argv(argv)
     args = parse(argv)
     for flag in ("--rollout-batch-size", "--hf-checkpoint", "--num-layers", "--hidden-size"):
         if flag not in args:
@@ -234,6 +243,13 @@ def main(argv: list[str]) -> int:
     debug_dir = one(args, "--save-debug-event-data")
     seed = one(args, "--rollout-seed", 42, int)
     saved = tracker(load)
+    ckpt_step = one(args, "--ckpt-step", None, int)
+    if ckpt_step is not None and load:  # Megatron loads that iteration instead of the tracker's
+        if not (Path(load) / f"iter_{ckpt_step:07d}").is_dir():
+            print(f"FileNotFoundError: {Path(load) / f'iter_{ckpt_step:07d}'} (--ckpt-step {ckpt_step})",
+                  file=sys.stderr)
+            return 1
+        saved = str(ckpt_step)
     start = int(saved) + 1 if saved not in (None, "release") else 0
     if saved not in (None, "release") and debug_dir:  # miles restores the debug-event snapshot on resume
         snapshot = Path(load) / f"iter_{int(saved):07d}" / "debug_event_data"
@@ -246,6 +262,11 @@ def main(argv: list[str]) -> int:
     sinks = Sinks(debug_dir)
     die_at = os.environ.get("FAKE_MILES_DIE_AT")
     rng = random.Random(seed * 1000 + start)
+    if num_rollout == 0:  # evaluation only: one `eval 0` of the loaded weights, then exit (FACTS section 6)
+        if eval_interval is not None:
+            run_eval(args, 0, 0.0 if start == 0 else 1.0, rng, sinks)
+        sinks.close()
+        return 0
     if eval_interval is not None and start == 0 and "--skip-eval-before-train" not in args:
         run_eval(args, 0, 0.0, rng, sinks)
     for rollout_id in range(start, num_rollout):
