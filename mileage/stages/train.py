@@ -62,7 +62,12 @@ def miles_job(train: dict, inputs: dict, run_dir: Path) -> tuple[list[str], dict
     from mileage.engines.miles.launch import train_entrypoint
     from mileage.engines.miles.runtime_env import runtime_env
 
+    from mileage.models.cards import check_hf_config
+
     paths = miles_paths(train, inputs, run_dir)
+    # miles checks the card's shape against config.json at start-up; fail here, before any GPU time is spent.
+    config_json = Path(paths.hf_checkpoint) / "config.json"
+    check_hf_config(train["card"], json.loads(config_json.read_text()), where=str(config_json))
     return train_entrypoint(train, train["card"], paths), runtime_env(train, paths)
 
 
