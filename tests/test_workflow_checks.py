@@ -1,0 +1,47 @@
+"""The workflow itself: lint-clean, formatted, and every shipped experiment dry-runs through Snakemake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline_helpers import ROOT, copy_repo, edit_config, planned_jobs, snakemake
+
+BIN = Path(sys.executable).parent
+EXPERIMENT_FILES = sorted((ROOT / "config" / "experiments").glob("*.yaml"))
+
+
+def test_snakemake_lint_is_clean(tmp_path):
+    proc = snakemake(copy_repo(tmp_path), "--lint", check=False)
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_snakefmt_check_passes():
+    proc = subprocess.run([str(BIN / "snakefmt"), "--check", "Snakefile", "rules/"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_shipped_experiment_dry_runs_and_shares_downloads(tmp_path):
+    assert EXPERIMENT_FILES, "no experiment files shipped"
+    repo = copy_repo(tmp_path)
+    experiments = {f.stem: {"extends": f"config/experiments/{f.name}"} for f in EXPERIMENT_FILES}
+    edit_config(repo, lambda c: c["experiments"].update(experiments))
+    jobs = planned_jobs(repo)
+    n = len(experiments)
+    assert jobs["train_miles"] == n and jobs["preflight"] == n
+    assert jobs["eval_base_miles"] == n and jobs["eval_final_miles"] == n
+    # One model download and one conversion for all GLM-Z1-9B experiments; one fetch per dataset.
+    assert jobs["fetch_model"] == 1 and jobs["convert_model"] == 1 and jobs["fetch_dataset"] == 2
+    assert jobs["train_local"] == 1  # the demo is still there, untouched by the others
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)
+def test_mileage_argv_prints_a_checked_command_line(path):
+    proc = subprocess.run([str(BIN / "mileage"), "argv", str(path)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    tokens = proc.stdout.splitlines()
+    assert tokens[0].startswith("--") and "--rollout-batch-size" in tokens and "--load" in tokens
+    assert tokens[tokens.index("--load") + 1] == tokens[tokens.index("--save") + 1]
