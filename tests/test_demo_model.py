@@ -94,3 +94,37 @@ def test_eval_larger_than_held_out_part_is_refused():
         draw_problems(10_000, seed=0, max_operand=9, operations=["+"], split="eval")
     with pytest.raises(DemoDataError, match="operations"):
         draw_problems(5, seed=0, max_operand=9, operations=["/"], split="train")
+
+
+def test_warm_start_boxes_only_the_asked_fraction_of_answers():
+    from mileage.data.demo_problems import ArithmeticProblem, response_for
+    from mileage.engines.local.warm_start import worked_examples
+    from mileage.models.tiny import build_tokenizer
+    from mileage.rewards import deepscaler_nothink
+
+    tokenizer = build_tokenizer()
+    box = tokenizer.convert_tokens_to_ids("\\boxed{")
+    kwargs = dict(n_examples=40, seed=3, max_operand=9, operations=["+"])
+
+    def n_boxed(fraction: float) -> int:
+        examples = worked_examples(tokenizer, boxed_fraction=fraction, **kwargs)
+        return sum(box in ids[n_prompt:] for ids, n_prompt in examples)
+
+    assert n_boxed(1.0) == 40 and n_boxed(0.0) == 0 and n_boxed(0.35) == 14
+    # same problems whatever the fraction: only the ending changes
+    prompts = lambda f: [ids[:n] for ids, n in worked_examples(tokenizer, boxed_fraction=f, **kwargs)]  # noqa: E731
+    assert prompts(0.35) == prompts(1.0)
+    # an unboxed answer is right but earns no reward: the behaviour GRPO has to learn
+    p = ArithmeticProblem(4, "+", 8)
+    assert response_for(p, boxed=False) == "Answer: 12"
+    assert deepscaler_nothink(response_for(p, boxed=False), "12") == 0.0
+    assert deepscaler_nothink(response_for(p), "12") == 1.0
+
+
+def test_warm_start_refuses_a_bad_boxed_fraction(tmp_path):
+    from mileage.engines.local.warm_start import WarmStartError, warm_start
+
+    with pytest.raises(WarmStartError, match="boxed_fraction"):
+        warm_start(tmp_path / "missing", tmp_path / "out", n_examples=4, epochs=1, lr=1e-3, batch_size=2, seed=0,
+                   max_operand=3, operations=["+"], boxed_fraction=1.5)
+    assert not (tmp_path / "out").exists()

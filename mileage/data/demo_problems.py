@@ -28,6 +28,8 @@ PROMPT_HEAD = "Solve the following math problem. The last line of your response 
 PROMPT_TAIL = ""
 # What a correct worked response looks like (the warm start teaches this form).
 RESPONSE_TEMPLATE = "Answer: \\boxed{{{answer}}}"
+# The same answer without the box the reward looks for (the warm start mixes some in: see warm_start.py).
+UNBOXED_RESPONSE_TEMPLATE = "Answer: {answer}"
 
 Split = Literal["train", "eval"]
 
@@ -64,8 +66,8 @@ def prompt_for(problem: ArithmeticProblem) -> str:
     return f"{PROMPT_HEAD}What is {problem.text}?{PROMPT_TAIL}"
 
 
-def response_for(problem: ArithmeticProblem) -> str:
-    return RESPONSE_TEMPLATE.format(answer=problem.answer)
+def response_for(problem: ArithmeticProblem, boxed: bool = True) -> str:
+    return (RESPONSE_TEMPLATE if boxed else UNBOXED_RESPONSE_TEMPLATE).format(answer=problem.answer)
 
 
 def _check_params(max_operand: int, operations: Sequence[str]) -> None:
