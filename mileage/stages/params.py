@@ -82,7 +82,7 @@ def summary_params(name: str, exp: dict, report: dict) -> dict:
 
 
 def warm_start_params(entry: dict) -> dict:
-    keys = ("epochs", "lr", "batch_size", "n_examples", "seed", "max_operand", "operations")
+    keys = ("epochs", "lr", "batch_size", "n_examples", "seed", "max_operand", "operations", "boxed_fraction")
     return {key: entry[key] for key in keys}
 
 
