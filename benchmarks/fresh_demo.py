@@ -44,7 +44,8 @@ def main() -> None:
     print(f"make demo in all: {(install + pipeline) / 60:.1f} min (target < 25); eval k = {k}")
     if args.test:
         elapsed, out = run(["make", "test"], clone)
-        print(f"make test (dev extras + suite): {elapsed / 60:.1f} min (target < 20); {out.strip().splitlines()[-1]}")
+        outcome = re.findall(r"^=+ (.*(?:passed|failed).*) =+$", out, flags=re.M)
+        print(f"make test (dev extras + suite): {elapsed / 60:.1f} min (target < 20); {outcome[-1] if outcome else '?'}")
     if args.keep:
         print(f"clone kept in {clone}")
     else:

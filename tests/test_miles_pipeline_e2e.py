@@ -272,6 +272,16 @@ def test_report_plots_and_comparison(pipeline):
             / "latest_checkpointed_iteration.txt").read_text().strip() == "release"
 
 
+def test_export_converts_the_final_checkpoint_to_hf(pipeline):
+    repo, _ = pipeline
+    check(run_snakemake(repo, f"results/{EXP}/export/hf"))
+    out = repo / "results" / EXP / "export" / "hf"
+    final = repo / "results" / EXP / "run" / "checkpoints" / f"iter_{NUM_ROLLOUT - 1:07d}"
+    assert json.loads((out / "mileage_fake_export.json").read_text())["from"] == str(final.resolve())
+    assert (out / "config.json").is_file()
+    assert not list(out.parent.glob(".hf.*"))  # the atomic temp dir is gone
+
+
 def test_model_that_cannot_fit_stops_at_preflight_before_any_download(tmp_path):
     # The same tiny files on the hub, but a card claiming 9.4B parameters, on one 32 GB card.
     repo = scratch_repo(tmp_path, tiny_card("too-big-glm-test", 9_400_279_040), 31.8)
