@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -54,8 +55,15 @@ def local_job(train: dict, inputs: dict, run_dir: Path) -> tuple[list[str], dict
     }
     spec_path = Path(_abs(run_dir / "job.json"))  # absolute: a Ray job does not run in our working directory
     write_json(spec_path, spec)
-    env = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return [sys.executable, "-m", "mileage.engines.local.job", str(spec_path)], {"env_vars": env}
+    entrypoint = [sys.executable, "-m", "mileage.engines.local.job", str(spec_path)]
+    return entrypoint, local_job_env(train["ray"]["num_cpus"] or os.cpu_count() or 1)
+
+
+def local_job_env(threads: int) -> dict:
+    """The local engine's runtime env. Ray starts a job's entrypoint with OMP_NUM_THREADS=1; the engine is the
+    only job on its head, so torch gets the CPUs the head offers (1.5x slower steps on 2 cores otherwise)."""
+    env = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(threads)}
+    return {"env_vars": env}
 
 
 def miles_job(train: dict, inputs: dict, run_dir: Path) -> tuple[list[str], dict]:
