@@ -39,7 +39,9 @@ def logged(log_path: str | Path | None) -> Iterator[None]:
         try:
             yield
         except BaseException as exc:
-            print(f"mileage: {type(exc).__name__}: {exc}", file=sys.stderr)
+            # KeyboardInterrupt carries no message: say what happened rather than print an empty one.
+            detail = str(exc) or ("interrupted" if isinstance(exc, KeyboardInterrupt) else "")
+            print(f"mileage: {type(exc).__name__}" + (f": {detail}" if detail else ""), file=sys.stderr)
             raise
         finally:
             sys.stdout, sys.stderr = old_out, old_err

@@ -42,6 +42,7 @@ rule plots:
         ENV_ANALYSIS
     params:
         style=CFG["plots"],
+        eval_k=lambda w: EXPERIMENTS[w.exp]["eval"]["n_samples_per_prompt"],
     script:
         "../scripts/plots.py"
 
@@ -68,6 +69,10 @@ rule compare:
         ENV_ANALYSIS
     params:
         experiments={name: f"{R}/{name}" for name in EXP_NAMES},
+        eval_ks={
+            name: EXPERIMENTS[name]["eval"]["n_samples_per_prompt"]
+            for name in EXP_NAMES
+        },
         style=CFG["plots"],
     script:
         "../scripts/compare.py"

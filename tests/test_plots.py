@@ -83,6 +83,29 @@ def make_summary(with_final: bool = True) -> dict:
     return summary
 
 
+def test_eval_figure_is_labelled_with_the_in_training_eval_k_not_the_summary_k(tmp_path: Path, monkeypatch) -> None:
+    # summary.json's k (8) counts the final evaluation; the in-training eval sampled eval_k = 4 per prompt.
+    import json
+
+    import mileage.report.plots as plots_module
+    from mileage.stages.report import figures
+
+    labels: dict[str, str] = {}
+    real_save = plots_module.save_figure
+
+    def capture(fig, outdir, name, formats):
+        labels[name] = fig.axes[0].get_ylabel()
+        return real_save(fig, outdir, name, formats)
+
+    monkeypatch.setattr(plots_module, "save_figure", capture)
+    write_full_metrics(tmp_path / "metrics")
+    (tmp_path / "summary.json").write_text(json.dumps(make_summary()), encoding="utf-8")
+    figures(str(tmp_path / "summary.json"), str(tmp_path / "metrics"), str(tmp_path / "figs"), {"formats": ["png"]}, 4)
+    assert labels["eval"] == "avg@4"
+    figures(str(tmp_path / "summary.json"), str(tmp_path / "metrics"), str(tmp_path / "figs2"), {"formats": ["png"]})
+    assert labels["eval"] == "avg@k"
+
+
 def test_training_figures_are_valid_pdf_and_png_of_column_width(tmp_path: Path) -> None:
     write_full_metrics(tmp_path / "metrics")
     written = plot_training(tmp_path / "metrics", tmp_path / "out")

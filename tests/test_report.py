@@ -105,6 +105,14 @@ def test_report_training_section_reads_last_logged_values(tmp_path: Path) -> Non
     assert "rollouts logged: 3" in text
     assert "last raw reward: 0.3500 (rollout 2)" in text
     assert "`eval/aime`: 0.1250 (rollout 2)" in text
+    assert "total step time: 2.00 h over 4 rollouts" in text  # 4 x 1800 s
+
+
+@pytest.mark.parametrize("seconds, shown", [(41.6, "42 s"), (600.0, "10.0 min"), (30 * 3600.0, "30.00 h")])
+def test_report_step_time_reads_at_the_scale_of_the_run(seconds: float, shown: str) -> None:
+    from mileage.report.markdown import format_duration
+
+    assert format_duration(seconds) == shown
 
 
 def test_report_without_metrics_says_not_logged(tmp_path: Path) -> None:
@@ -125,6 +133,17 @@ def test_report_links_figures_relative_to_itself(tmp_path: Path) -> None:
     assert "(figs/eval.pdf)" in text
     assert str(tmp_path) not in text
     assert not [p for p in report_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_report_links_cwd_relative_figures_relative_to_itself(tmp_path: Path, monkeypatch) -> None:
+    # The pipeline passes paths relative to the working directory (results/<exp>/report/figures/...).
+    monkeypatch.chdir(tmp_path)
+    out = Path("results/demo/report/report.md")
+    write_report(make_summary(), tmp_path / "metrics", out,
+                 ["results/demo/report/figures/reward.png", "results/demo/report/figures/reward.pdf"], "t")
+    text = out.read_text(encoding="utf-8")
+    assert "![reward](figures/reward.png) ([pdf](figures/reward.pdf))" in text, text
+    assert "results/" not in text
 
 
 def test_report_rejects_summary_missing_a_key(tmp_path: Path) -> None:
@@ -170,6 +189,27 @@ def test_compare_two_experiments(tmp_path: Path) -> None:
     md = (out / "final_scores.md").read_text(encoding="utf-8")
     assert table_row(md, "`lr-3e-6`")[3:5] == ["25.0 [10.0, 40.0]", "62.5 [30.0, 70.0]"]
     assert sum(line.startswith("| `lr-") for line in md.splitlines()) == 2
+
+
+def test_compare_eval_axis_counts_the_in_training_eval_samples(tmp_path: Path, monkeypatch) -> None:
+    # The summaries say k = 4 (final evaluation); the in-training eval sampled 2 per prompt.
+    import mileage.report.compare as compare_module
+
+    labels: dict[str, str] = {}
+    real_save = compare_module.save_figure
+
+    def capture(fig, outdir, name, formats):
+        labels[name] = fig.axes[0].get_ylabel()
+        return real_save(fig, outdir, name, formats)
+
+    monkeypatch.setattr(compare_module, "save_figure", capture)
+    experiments = {"a": make_experiment(tmp_path, "a", [0.1, 0.2]), "b": make_experiment(tmp_path, "b", [0.3])}
+    compare_experiments(experiments, tmp_path / "c1", {"formats": ["png"]}, {"a": 2, "b": 2})
+    assert labels["eval"] == "avg@2"
+    compare_experiments(experiments, tmp_path / "c2", {"formats": ["png"]}, {"a": 2, "b": 16})
+    assert labels["eval"] == "avg@k"
+    compare_experiments(experiments, tmp_path / "c3", {"formats": ["png"]})
+    assert labels["eval"] == "avg@k"
 
 
 def test_compare_one_experiment_without_training_curves(tmp_path: Path) -> None:

@@ -138,10 +138,10 @@ def plot_compare_reward(
 
 def plot_compare_eval(
     tables: dict[str, dict[str, pd.DataFrame]],
-    summaries: dict[str, dict[str, Any]],
     colors: dict[str, Any],
     outdir: Path,
     style: dict[str, Any],
+    eval_ks: dict[str, int] | None = None,
 ) -> list[Path]:
     columns = {name: eval_score_columns(t["eval"]) for name, t in tables.items()}
     datasets = list(dict.fromkeys(c for cols in columns.values() for c in cols))
@@ -164,15 +164,19 @@ def plot_compare_eval(
             linestyle = _LINESTYLES[datasets.index(column) % len(_LINESTYLES)]
             ax.plot(series.index, series.values, color=colors[name], linestyle=linestyle, marker="o",
                     markersize=2.5, linewidth=1.2)
-    ks = {int(summaries[name]["k"]) for name in with_eval}
+    # The in-training eval's samples per prompt, not the summary's k (that counts the final evaluation).
+    ks = {(eval_ks or {}).get(name) for name in with_eval}
     ax.set_xlabel("rollout")
-    ax.set_ylabel(f"avg@{ks.pop()}" if len(ks) == 1 else "avg@k")
+    ax.set_ylabel(f"avg@{ks.pop()}" if len(ks) == 1 and None not in ks else "avg@k")
     _legend(fig, ax, handles)
     return save_figure(fig, outdir, "eval", style["formats"])
 
 
 def compare_experiments(
-    experiments: dict[str, str | os.PathLike], outdir: str | os.PathLike, style: dict[str, Any] | None = None
+    experiments: dict[str, str | os.PathLike],
+    outdir: str | os.PathLike,
+    style: dict[str, Any] | None = None,
+    eval_ks: dict[str, int] | None = None,
 ) -> list[Path]:
     """Overlay experiments and tabulate their final scores; returns the files written.
 
@@ -195,7 +199,7 @@ def compare_experiments(
 
     written: list[Path] = []
     written += plot_compare_reward(tables, colors, outdir, resolved)
-    written += plot_compare_eval(tables, summaries, colors, outdir, resolved)
+    written += plot_compare_eval(tables, colors, outdir, resolved, eval_ks)
 
     rows = [score_row(name, summaries[name]) for name in names]
     write_text(outdir / "final_scores.tsv", scores_tsv(rows))

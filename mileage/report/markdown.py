@@ -133,6 +133,15 @@ def _last(series: pd.Series) -> tuple[int, float] | None:
     return int(series.index[-1]), float(series.iloc[-1])
 
 
+def format_duration(seconds: float) -> str:
+    """A demo's 40 s and a 9B run's 30 h both readable: seconds, minutes or hours."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
 def training_section(metrics_dir: str | os.PathLike) -> list[str]:
     tables = read_metrics(metrics_dir)
     rollout = tables["rollout"]
@@ -154,16 +163,18 @@ def training_section(metrics_dir: str | os.PathLike) -> list[str]:
         lines.append(f"- last in-training eval `{column}`: {value:.4f} (rollout {step})")
     step_time = metric_series(tables["perf"], "perf/step_time")
     if not step_time.empty:
-        lines.append(f"- total step time: {step_time.sum() / 3600.0:.2f} h over {len(step_time)} rollouts")
+        lines.append(f"- total step time: {format_duration(step_time.sum())} over {len(step_time)} rollouts")
     return lines
 
 
 def figures_section(figures: Sequence[str | os.PathLike], out_path: Path) -> list[str]:
-    """PNGs shown inline, other formats of the same figure linked beside them; paths relative to the report."""
+    """PNGs shown inline, other formats of the same figure linked beside them; paths relative to the report.
+
+    `figures` are paths as the caller sees them (absolute or relative to the working directory, like
+    `out_path`); a Markdown viewer resolves links against the report's own directory, so they are rewritten."""
     by_stem: dict[str, list[str]] = {}
     for figure in figures:
-        path = Path(figure)
-        rel = os.path.relpath(path, out_path.parent) if path.is_absolute() else str(path)
+        rel = os.path.relpath(Path(figure).absolute(), out_path.absolute().parent)
         by_stem.setdefault(Path(rel).with_suffix("").as_posix(), []).append(Path(rel).as_posix())
     lines: list[str] = []
     for stem, paths in by_stem.items():

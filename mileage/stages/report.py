@@ -26,19 +26,22 @@ def report(summary: str, metrics_dir: str, out: str, title: str, formats: list[s
     write_report(load_summary(summary), metrics_dir, out, [str(Path(out).parent / f) for f in figures], title)
 
 
-def figures(summary: str, metrics_dir: str, outdir: str, style: dict) -> None:
+def figures(summary: str, metrics_dir: str, outdir: str, style: dict, eval_k: int | None = None) -> None:
+    """`eval_k`: samples per prompt of the in-training eval (`eval.n_samples_per_prompt`), which labels the
+    eval figure; it is not the summary's k, which counts the stand-alone base/final evaluations."""
     data = load_summary(summary)
     with atomic_dir(outdir) as tmp:
-        written = plot_training(metrics_dir, tmp, style, eval_k=data.get("k"))
+        written = plot_training(metrics_dir, tmp, style, eval_k=eval_k)
         written += plot_summary(data, tmp, style)
     print(f"mileage: {len(written)} figure files in {outdir}")
 
 
-def compare(experiments: dict, scores: str, figures_dir: str, style: dict) -> None:
-    """Overlay all experiments; tables next to `scores`, figures in `figures_dir`."""
+def compare(experiments: dict, scores: str, figures_dir: str, style: dict, eval_ks: dict | None = None) -> None:
+    """Overlay all experiments; tables next to `scores`, figures in `figures_dir`. `eval_ks`: each experiment's
+    in-training eval samples per prompt (labels the eval overlay)."""
     outdir = Path(scores).parent
     with tempfile.TemporaryDirectory(dir=outdir.parent if outdir.parent.exists() else None) as tmp:
-        compare_experiments({name: Path(path) for name, path in experiments.items()}, tmp, style)
+        compare_experiments({name: Path(path) for name, path in experiments.items()}, tmp, style, eval_ks)
         with atomic_dir(figures_dir) as figs:
             for file in Path(tmp).iterdir():
                 if file.suffix not in (".tsv", ".md"):
