@@ -70,13 +70,31 @@ def fill_defaults(instance: dict, node: dict, schema: dict) -> dict:
     return out
 
 
+def _yaml_number_hint(error: jsonschema.ValidationError) -> str:
+    """YAML 1.1 (PyYAML, Snakemake) reads `1e-3` and `1.0e3` as strings: a float needs a dot and a signed
+    exponent (`1.0e-3`, `1.0e+3`). Say so, with the spelling that works."""
+    wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+    if "number" not in wanted or not isinstance(error.instance, str):
+        return ""
+    try:
+        float(error.instance)
+    except ValueError:
+        return ""
+    mantissa, _, exponent = error.instance.strip().lower().partition("e")
+    if not exponent:
+        return ""  # a quoted plain number: the quotes are the problem, nothing to rewrite
+    mantissa = mantissa if "." in mantissa else f"{mantissa}.0"
+    exponent = exponent if exponent[0] in "+-" else f"+{exponent}"
+    return f" (YAML reads {error.instance} as a string: write {mantissa}e{exponent})"
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
         return f"unknown key {', '.join(map(repr, extra))} (expected one of: {', '.join(allowed)})"
     if error.validator == "type":
-        return f"expected {error.validator_value}, got {error.instance!r}"
+        return f"expected {error.validator_value}, got {error.instance!r}{_yaml_number_hint(error)}"
     if error.validator == "enum":
         return f"expected one of {error.validator_value}, got {error.instance!r}"
     if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):

@@ -115,6 +115,15 @@ def test_bad_input_names_the_key(sections, path, words):
     assert words in message, message
 
 
+@pytest.mark.parametrize("written", ["1e-3", "1.0e3", "5E-4"])
+def test_exponent_yaml_reads_as_string_gets_a_spelling_that_loads_as_a_float(written):
+    config = with_demo(train=yaml.safe_load(f"lr: {written}"))
+    message = error_of(config)
+    assert message.startswith("experiments.demo.train.lr: expected number"), message
+    suggested = message.rsplit("write ", 1)[1].rstrip(")")
+    assert yaml.safe_load(f"lr: {suggested}")["lr"] == pytest.approx(float(written))
+
+
 def test_unknown_top_level_key_is_named():
     config = {**CONFIG, "plot": {}}
     with pytest.raises(ConfigError, match="unknown key 'plot'"):
