@@ -282,6 +282,31 @@ def test_export_converts_the_final_checkpoint_to_hf(pipeline):
     assert not list(out.parent.glob(".hf.*"))  # the atomic temp dir is gone
 
 
+def planned(repo: Path) -> str:
+    proc = check(run_snakemake(repo, "--dry-run"))
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("section, key, value, not_rerun", [
+    ("train", "lr", 2e-6, ("fetch_model", "convert_model", "fetch_dataset")),
+    ("rollout", "num_rollout", NUM_ROLLOUT + 2, ("fetch_model", "convert_model", "fetch_dataset", "eval_base_miles")),
+])
+def test_a_training_edit_reruns_training_never_download_or_conversion(pipeline, section, key, value, not_rerun):
+    repo, _ = pipeline
+    config_path = repo / "config" / "config.yaml"
+    original = config_path.read_text()
+    config = yaml.safe_load(original)
+    config["experiments"][EXP][section][key] = value
+    try:
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        plan = planned(repo)
+    finally:
+        config_path.write_text(original)
+    assert "train_miles" in plan and "eval_final_miles" in plan, plan[-3000:]
+    for rule in not_rerun:
+        assert rule not in plan, f"{section}.{key} edit would rerun {rule}:\n{plan[-3000:]}"
+
+
 def test_model_that_cannot_fit_stops_at_preflight_before_any_download(tmp_path):
     # The same tiny files on the hub, but a card claiming 9.4B parameters, on one 32 GB card.
     repo = scratch_repo(tmp_path, tiny_card("too-big-glm-test", 9_400_279_040), 31.8)

@@ -11,6 +11,12 @@ from mileage.layout import Layout
 # What miles' converter tools depend on: the checkouts and the interpreter.
 MILES_TOOL_KEYS = ("miles_dir", "megatron_dir", "python")
 
+# What a miles eval-only run reads of `rollout` and `train` (argv.eval_only_groups): the reward, the required
+# --rollout-batch-size, and the micro-batch and optimizer settings Megatron still builds. Not num_rollout or the
+# GRPO knobs: extending a run must not rerun the base model's evaluation.
+MILES_EVAL_ROLLOUT_KEYS = ("reward", "rollout_batch_size")
+MILES_EVAL_TRAIN_KEYS = ("micro_batch_size", "lr", "lr_decay_style", "weight_decay", "adam_beta1", "adam_beta2", "clip_grad")
+
 # Sections of an experiment the training job depends on.
 TRAIN_SECTIONS = (
     "engine", "seed", "rollout_seed", "model", "rollout", "train", "eval", "resources", "ray", "tracking", "miles",
@@ -39,8 +45,13 @@ def experiment_paths(layout: Layout, name: str, exp: dict) -> dict:
     return paths
 
 
+# Sections the local engine never reads: a `defaults.miles` edit must not rerun (or restart) a local run.
+LOCAL_UNUSED_SECTIONS = ("miles", "tracking")
+
+
 def train_params(name: str, exp: dict, card: dict | None) -> dict:
-    params = {key: exp[key] for key in TRAIN_SECTIONS}
+    unused = LOCAL_UNUSED_SECTIONS if exp["engine"] == "local" else ()
+    params = {key: exp[key] for key in TRAIN_SECTIONS if key not in unused}
     # The experiment's shape, minus what the input files already pin (dataset and model contents).
     params["data"] = {
         "apply_chat_template": exp["data"]["apply_chat_template"],
@@ -66,7 +77,9 @@ def eval_params(name: str, exp: dict, which: str, card: dict | None) -> dict:
     }
     if exp["engine"] == "miles":
         params.update(
-            rollout=exp["rollout"], train=exp["train"], seed=exp["seed"], rollout_seed=exp["rollout_seed"],
+            rollout={key: exp["rollout"][key] for key in MILES_EVAL_ROLLOUT_KEYS},
+            train={key: exp["train"][key] for key in MILES_EVAL_TRAIN_KEYS},
+            seed=exp["seed"], rollout_seed=exp["rollout_seed"],
             resources=exp["resources"], ray=exp["ray"], miles=exp["miles"], card=card,
         )
     return params
@@ -86,9 +99,22 @@ def warm_start_params(entry: dict) -> dict:
     return {key: entry[key] for key in keys}
 
 
+# What the memory plan reads of `rollout` and `train` (miles.plan.estimate_memory). The preflight's output orders
+# the model download, so a rerun of it refetches and reconverts the model: a learning-rate or num_rollout edit
+# must not rerun it.
+PREFLIGHT_ROLLOUT_KEYS = ("rollout_batch_size", "n_samples_per_prompt", "max_response_len")
+PREFLIGHT_TRAIN_KEYS = ("global_batch_size", "num_steps_per_rollout", "micro_batch_size", "use_kl_loss", "kl_loss_coef")
+
+
 def preflight_params(exp: dict, card: dict | None) -> dict:
-    keys = ("engine", "rollout", "train", "resources", "miles", "model")
-    return {**{key: exp[key] for key in keys}, "card": card}
+    if exp["engine"] != "miles":  # no memory plan: the preflight only says so
+        return {"engine": exp["engine"]}
+    return {
+        **{key: exp[key] for key in ("engine", "resources", "miles", "model")},
+        "rollout": {key: exp["rollout"][key] for key in PREFLIGHT_ROLLOUT_KEYS},
+        "train": {key: exp["train"][key] for key in PREFLIGHT_TRAIN_KEYS},
+        "card": card,
+    }
 
 
 def convert_params(layout: Layout, key: str, experiments: dict, paths: dict) -> dict:
