@@ -18,6 +18,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from mileage.engines.miles.argv import secret_flag_problem  # the one module that spells miles' flags
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 MODELS_DIR = "config/models"
 
@@ -253,6 +255,9 @@ class ExperimentResolver:
                     raise ConfigError(f"{key}.path: file {data['path']} not found")
             elif data["source"] == "hf" and not data["repo"]:
                 raise ConfigError(f"{key}.repo: required when source is 'hf'")
+        problem = secret_flag_problem(exp["miles"]["extra_args"])
+        if problem:
+            raise ConfigError(f"{where}.miles.extra_args: {problem}")
         if exp["warm_start"]["enabled"] and model["source"] != "demo":
             raise ConfigError(f"{where}.warm_start.enabled: the warm start is built for the demo model only")
 

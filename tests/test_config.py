@@ -107,6 +107,9 @@ def test_batch_identity_indivisible():
         ({"data": {"eval": {"source": "file", "path": "nope.jsonl"}}}, "experiments.demo.data.eval.path", "not found"),
         ({"model": {"source": "hf", "card": "llama-9000"}}, "experiments.demo.model.card", "unknown model card"),
         ({"engine": "miles"}, "experiments.demo.model.card", "needs a model card"),
+        # a credential in the config would reach fingerprint.json and Ray's job info
+        ({"miles": {"extra_args": ["--wandb-key", "0123456789abcdef"]}}, "experiments.demo.miles.extra_args",
+         "--wandb-key takes a secret"),
     ],
 )
 def test_bad_input_names_the_key(sections, path, words):

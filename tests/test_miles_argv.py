@@ -222,6 +222,14 @@ def test_unknown_flags_are_named_with_suggestions(reference, card):
     assert "--rollout-batch-size" in known_flags() and "--tensor-model-parallel-size" in known_flags()
 
 
+def test_a_secret_in_extra_args_is_refused_not_passed_on(reference, card):
+    experiment = _set(reference, ("extra_args",), ["--wandb-key=0123456789abcdef"])
+    with pytest.raises(MilesConfigError, match="miles.extra_args: --wandb-key takes a secret"):
+        build_argv(experiment, card, PATHS)
+    with pytest.raises(MilesConfigError, match="--wandb-key"):
+        eval_only_argv(experiment, card, PATHS, None, n_samples=4, max_response_len=2048)
+
+
 def test_eval_only_argv(reference, card):
     argv = eval_only_argv(reference, card, PATHS, "/r/checkpoints", n_samples=4, max_response_len=2048,
                           temperature=0.6, top_p=0.95, seed=3)

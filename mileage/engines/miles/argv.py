@@ -374,6 +374,30 @@ def _tracking(experiment: Mapping[str, Any]) -> list[str]:
     return args
 
 
+# train.py flags whose value is a credential. In miles.extra_args it would be written to the config, the run's
+# fingerprint.json, Snakemake's params record and Ray's job info (plain text to anyone reaching the dashboard).
+SECRET_FLAGS = ("--wandb-key",)
+
+
+def secret_flag_problem(extra_args: Sequence[str]) -> str | None:
+    """Why `extra_args` must be refused (it passes a credential), or None. The config checks this at load time,
+    before anything is written."""
+    for token in extra_args:
+        flag = token.split("=", 1)[0]
+        if flag in SECRET_FLAGS:
+            return (f"{flag} takes a secret, which must not be in the config (it would reach the run's "
+                    "fingerprint.json, Snakemake's records and Ray's job info); export WANDB_API_KEY where the "
+                    "pipeline (and so the Ray head) starts instead")
+    return None
+
+
+def _extra_args(miles: Mapping[str, Any]) -> list[str]:
+    problem = secret_flag_problem(miles["extra_args"])
+    if problem:
+        raise MilesConfigError(f"miles.extra_args: {problem}")
+    return list(miles["extra_args"])
+
+
 def argv_groups(experiment: Mapping[str, Any], card: Mapping[str, Any], paths: MilesPaths) -> Groups:
     """The training argv as (group name, tokens) in the order of miles' launcher; empty groups are dropped."""
     check_layout(experiment, card)
@@ -391,7 +415,7 @@ def argv_groups(experiment: Mapping[str, Any], card: Mapping[str, Any], paths: M
         ("misc", _misc(experiment)),
         ("metrics capture", _metrics_capture(experiment, paths, eval_hook=experiment["eval"]["interval"] is not None)),
         ("tracking", _tracking(experiment)),
-        ("extra", list(miles["extra_args"])),
+        ("extra", _extra_args(miles)),
     ]
     return [(name, tokens) for name, tokens in groups if tokens]
 
@@ -464,7 +488,7 @@ def eval_only_groups(
         ("SGLang", _sglang(miles)),
         ("misc", _misc(experiment)),
         ("metrics capture", _metrics_capture(experiment, paths, eval_hook=True)),
-        ("extra", list(miles["extra_args"])),
+        ("extra", _extra_args(miles)),
     ]
     return [(name, tokens) for name, tokens in groups if tokens]
 
