@@ -11,6 +11,7 @@ from mileage.environment import prepend_pythonpath
 from mileage.layout import Layout
 from mileage.pins import ENV_FILES, MILES_CONTAINER_IMAGE
 from mileage.stages import params as stage_params
+from mileage.stages.models import memory_refusal
 
 min_version("9.0")
 
@@ -37,6 +38,22 @@ PATHS = {
     for name, exp in EXPERIMENTS.items()
 }
 EXP_NAMES = sorted(EXPERIMENTS)
+
+# The memory preflight, before any job: an experiment that cannot fit stops the whole run before any download.
+REFUSALS = [
+    refusal
+    for name in EXP_NAMES
+    if (
+        refusal := memory_refusal(
+            name,
+            stage_params.preflight_params(
+                EXPERIMENTS[name], LAYOUT.card(EXPERIMENTS[name])
+            ),
+        )
+    )
+]
+if REFUSALS:
+    sys.exit("mileage plan: refused before any download.\n" + "\n\n".join(REFUSALS))
 
 
 def names_regex(names):

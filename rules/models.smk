@@ -50,13 +50,6 @@ rule preflight:
 
 
 rule fetch_model:
-    input:
-        # The memory preflight of every experiment that uses this model runs before the download.
-        lambda w: [
-            f"{R}/{name}/preflight.txt"
-            for name, paths in PATHS.items()
-            if paths.get("hf_model_key") == w.key
-        ],
     output:
         f"{R}/cache/hf-models/{{key}}/snapshot.json",
     log:

@@ -307,13 +307,36 @@ def test_a_training_edit_reruns_training_never_download_or_conversion(pipeline, 
         assert rule not in plan, f"{section}.{key} edit would rerun {rule}:\n{plan[-3000:]}"
 
 
+def test_a_new_experiment_shares_the_download_and_the_conversion(pipeline):
+    repo, _ = pipeline
+    config_path = repo / "config" / "config.yaml"
+    original = config_path.read_text()
+    config = yaml.safe_load(original)
+    config["experiments"]["tiny-lr"] = {"extends": EXP, "train": {"lr": 2e-6}}
+    try:
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        plan = planned(repo)
+    finally:
+        config_path.write_text(original)
+    jobs = job_counts(plan)
+    assert jobs["train_miles"] == 1 and jobs["eval_base_miles"] == 1 and jobs["preflight"] == 1, jobs
+    assert not {"fetch_model", "convert_model", "fetch_dataset"} & set(jobs), jobs
+    assert f"wildcards: exp={EXP}\n" not in plan  # nothing of the finished experiment reruns
+
+
+def job_counts(plan: str) -> dict[str, int]:
+    table = plan.split("Job stats:")[1].splitlines()[3:]
+    rows = [line.split() for line in table]
+    return {row[0]: int(row[1]) for row in rows[: next(i for i, r in enumerate(rows) if r[0] == "total")]}
+
+
 def test_model_that_cannot_fit_stops_at_preflight_before_any_download(tmp_path):
     # The same tiny files on the hub, but a card claiming 9.4B parameters, on one 32 GB card.
     repo = scratch_repo(tmp_path, tiny_card("too-big-glm-test", 9_400_279_040), 31.8)
     proc = run_snakemake(repo)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "Error in rule preflight" in output
+    assert "mileage plan: refused before any download" in output and f"experiments.{EXP}" in output
     assert "DOES NOT FIT" in output and "9.40B parameters" in output and "31.8" in output
     assert not list((repo / "results" / "cache").glob("hf-models/**/snapshot.json"))
     assert not (repo / "results" / "cache" / "torch_dist").exists()

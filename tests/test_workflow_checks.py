@@ -24,10 +24,13 @@ def test_snakefmt_check_passes():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+REFUSED = "glm-z1-9b-1x5090"  # shipped as the example of what does not fit
+
+
 def test_every_shipped_experiment_dry_runs_and_shares_downloads(tmp_path):
     assert EXPERIMENT_FILES, "no experiment files shipped"
     repo = copy_repo(tmp_path)
-    experiments = {f.stem: {"extends": f"config/experiments/{f.name}"} for f in EXPERIMENT_FILES}
+    experiments = {f.stem: {"extends": f"config/experiments/{f.name}"} for f in EXPERIMENT_FILES if f.stem != REFUSED}
     edit_config(repo, lambda c: c["experiments"].update(experiments))
     jobs = planned_jobs(repo)
     n = len(experiments)
@@ -36,6 +39,15 @@ def test_every_shipped_experiment_dry_runs_and_shares_downloads(tmp_path):
     # One model download and one conversion for all GLM-Z1-9B experiments; one fetch per dataset.
     assert jobs["fetch_model"] == 1 and jobs["convert_model"] == 1 and jobs["fetch_dataset"] == 2
     assert jobs["train_local"] == 1  # the demo is still there, untouched by the others
+
+
+def test_an_experiment_that_cannot_fit_stops_the_dry_run(tmp_path):
+    repo = copy_repo(tmp_path)
+    edit_config(repo, lambda c: c["experiments"].update({REFUSED: {"extends": f"config/experiments/{REFUSED}.yaml"}}))
+    proc = snakemake(repo, "--dry-run", check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"experiments.{REFUSED}: does not fit" in text and "what would fit" in text, text[-2000:]
 
 
 @pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)

@@ -50,18 +50,32 @@ def fetch_hf_model(marker: str, model: dict, lock: str, cache_dir: str) -> None:
     )
 
 
-def preflight(out: str, plan: dict) -> None:
-    """Refuse an experiment that cannot fit before anything is downloaded (see `mileage plan`)."""
+def memory_refusal(name: str, plan: dict) -> str | None:
+    """Why experiment `name` cannot fit its hardware (the plan, with what would fit), or None when it fits.
+
+    The pipeline asks this for every miles experiment while Snakemake builds the job graph, so an experiment
+    that cannot fit is refused before any download, whatever else the config holds."""
+    if plan["engine"] != "miles":
+        return None
+    from mileage.engines.miles.plan import estimate_memory
+
+    result = estimate_memory(plan, plan["card"], name=name)
+    if result.fits:
+        return None
+    return f"experiments.{name}: does not fit the hardware it declares (resources, miles.placement):\n{result.summary}"
+
+
+def preflight(out: str, name: str, plan: dict) -> None:
+    """Record the memory plan of an experiment (`mileage plan`) beside its results."""
     if plan["engine"] != "miles":
         write_text(out, "local engine: no memory preflight (small models on CPU or one GPU)\n")
         return
     from mileage.engines.miles.plan import estimate_memory
 
-    result = estimate_memory(plan, plan["card"])
+    result = estimate_memory(plan, plan["card"], name=name)
     print(result.summary)
-    if not result.fits:
-        hints = "\n".join(f"  - {s}" for s in getattr(result, "suggestions", []))
-        raise RuntimeError(f"mileage plan: the experiment does not fit this hardware.\n{result.summary}\n{hints}")
+    if not result.fits:  # refused at graph-building time already; kept for a direct `snakemake <target>`
+        raise RuntimeError(f"mileage plan: the experiment does not fit this hardware.\n{result.summary}")
     write_text(out, result.summary + "\n")
 
 

@@ -36,6 +36,7 @@ def experiment_paths(layout: Layout, name: str, exp: dict) -> dict:
     if exp["engine"] == "miles":
         paths["torch_dist"] = layout.torch_dist(exp)
         train_inputs["torch_dist"] = paths["torch_dist"]
+        train_inputs["preflight"] = layout.exp(name, "preflight.txt")  # the memory plan, recorded
     paths["train_inputs"] = train_inputs
     paths["base_eval_inputs"] = {"model": paths["start_model"], "data": paths["eval_data"]}
     paths["final_eval_inputs"] = {"done": layout.exp(name, "train", "done.json"), "data": paths["eval_data"]}
