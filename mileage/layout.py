@@ -35,6 +35,7 @@ class Layout:
     file_data: dict = field(default_factory=dict)
     hf_data: dict = field(default_factory=dict)
     hf_models: dict = field(default_factory=dict)
+    base_evals: dict = field(default_factory=dict)
 
     # ---- per experiment -------------------------------------------------------------------------
     def exp(self, name: str, *parts: str) -> str:
@@ -117,3 +118,11 @@ class Layout:
     def torch_dist(self, exp: dict) -> str:
         key, _ = self.hf_model_key(exp)
         return f"{self.results}/cache/torch_dist/{key}/latest_checkpointed_iteration.txt"
+
+    # ---- evaluations ------------------------------------------------------------------------------
+    def base_eval(self, engine: str, params: dict, inputs: dict, gpus: int) -> str:
+        """The evaluation of a starting model, shared by every experiment that starts from the same model with the
+        same data and eval settings (a variant of an experiment does not evaluate its base model again)."""
+        key = f"base-{engine}-{fingerprint({'params': params, 'inputs': inputs})}"
+        self.base_evals[key] = {"params": params, "inputs": inputs, "gpus": gpus}
+        return f"{self.results}/cache/base-eval/{key}.samples.jsonl"

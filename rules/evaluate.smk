@@ -4,46 +4,57 @@
 
 rule eval_base_local:
     input:
-        unpack(lambda w: PATHS[w.exp]["base_eval_inputs"]),
+        unpack(lambda w: LAYOUT.base_evals[w.key]["inputs"]),
     output:
-        f"{R}/{{exp}}/eval/base.samples.jsonl",
+        f"{R}/cache/base-eval/{{key}}.samples.jsonl",
     log:
-        f"{R}/{{exp}}/logs/eval_base.log",
+        f"{R}/cache/logs/{{key}}.log",
     wildcard_constraints:
-        exp=LOCAL_EXPS,
+        key="base-local-[0-9a-f]+",
     conda:
         ENV_LOCAL
     resources:
-        gpu=gpus_of,
+        gpu=lambda w: LAYOUT.base_evals[w.key]["gpus"],
     params:
-        evaluation=lambda w: stage_params.eval_params(
-            w.exp, EXPERIMENTS[w.exp], "base", None
-        ),
+        evaluation=lambda w: LAYOUT.base_evals[w.key]["params"],
     script:
         "../scripts/evaluate.py"
 
 
 rule eval_base_miles:
     input:
-        unpack(lambda w: PATHS[w.exp]["base_eval_inputs"]),
+        unpack(lambda w: LAYOUT.base_evals[w.key]["inputs"]),
     output:
-        f"{R}/{{exp}}/eval/base.samples.jsonl",
+        f"{R}/cache/base-eval/{{key}}.samples.jsonl",
     log:
-        f"{R}/{{exp}}/logs/eval_base.log",
+        f"{R}/cache/logs/{{key}}.log",
     wildcard_constraints:
-        exp=MILES_EXPS,
+        key="base-miles-[0-9a-f]+",
     conda:
         ENV_MILES
     container:
         MILES_CONTAINER_IMAGE
     resources:
-        gpu=gpus_of,
+        gpu=lambda w: LAYOUT.base_evals[w.key]["gpus"],
     params:
-        evaluation=lambda w: stage_params.eval_params(
-            w.exp, EXPERIMENTS[w.exp], "base", LAYOUT.card(EXPERIMENTS[w.exp])
-        ),
+        evaluation=lambda w: LAYOUT.base_evals[w.key]["params"],
     script:
         "../scripts/evaluate.py"
+
+
+rule base_samples:
+    input:
+        path_of("base_eval"),
+    output:
+        f"{R}/{{exp}}/eval/base.samples.jsonl",
+    log:
+        f"{R}/{{exp}}/logs/base_samples.log",
+    # The shared base evaluation, under the experiment's name (a copy: the samples are small).
+    localrule: True
+    conda:
+        ENV_ANALYSIS
+    shell:
+        "cp {input:q} {output:q} 2> {log:q}"
 
 
 rule eval_final_local:

@@ -319,8 +319,8 @@ def test_a_new_experiment_shares_the_download_and_the_conversion(pipeline):
     finally:
         config_path.write_text(original)
     jobs = job_counts(plan)
-    assert jobs["train_miles"] == 1 and jobs["eval_base_miles"] == 1 and jobs["preflight"] == 1, jobs
-    assert not {"fetch_model", "convert_model", "fetch_dataset"} & set(jobs), jobs
+    assert jobs["train_miles"] == 1 and jobs["base_samples"] == 1 and jobs["preflight"] == 1, jobs
+    assert not {"fetch_model", "convert_model", "fetch_dataset", "eval_base_miles"} & set(jobs), jobs
     assert f"wildcards: exp={EXP}\n" not in plan  # nothing of the finished experiment reruns
 
 

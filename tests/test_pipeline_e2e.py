@@ -131,7 +131,7 @@ def test_new_experiment_builds_only_its_jobs(config_restored):
         config_restored, lambda c: c["experiments"].update({"demo-lr": {"extends": "demo", "train": {"lr": 0.001}}})
     )
     jobs = planned_jobs(config_restored)
-    # Its own chain (the base eval of the shared warm-started model too) and the comparison; shared downloads,
-    # demo model, datasets and warm start are reused.
-    assert set(jobs) == {"train_local", "metrics", "eval_base_local", "eval_final_local", "summarize", "report", "plots", "compare", "all"}
+    # Its own chain and the comparison; the demo model, datasets, warm start and the base evaluation of the
+    # shared warm-started model are reused (base_samples only copies it under the new name).
+    assert set(jobs) == {"train_local", "metrics", "base_samples", "eval_final_local", "summarize", "report", "plots", "compare", "all"}
     assert all(count == 1 for count in jobs.values())

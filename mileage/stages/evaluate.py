@@ -50,7 +50,7 @@ def evaluate_with_miles(evaluation: dict, inputs: dict, out: str) -> None:
     from mileage.launch.ray_job import run_job
     from mileage.stages.train import cluster_spec, miles_paths
 
-    work = Path(out).parent / f".{evaluation['which']}-eval"
+    work = Path(out).with_name(f".{Path(out).name}.work")  # per output: base evals of several models share a folder
     inputs = {**inputs, "train_data": inputs["data"], "eval_data": inputs["data"]}
     params = evaluation
     paths = miles_paths(params, inputs, work)

@@ -12,10 +12,10 @@ from mileage.layout import Layout
 MILES_TOOL_KEYS = ("miles_dir", "megatron_dir", "python")
 
 # What a miles eval-only run reads of `rollout` and `train` (argv.eval_only_groups): the reward, the required
-# --rollout-batch-size, and the micro-batch and optimizer settings Megatron still builds. Not num_rollout or the
-# GRPO knobs: extending a run must not rerun the base model's evaluation.
+# --rollout-batch-size and the micro-batch size. Not num_rollout, the optimizer hyperparameters (argv._eval_optimizer)
+# or the GRPO knobs: extending a run or a learning-rate variant must not rerun the base model's evaluation.
 MILES_EVAL_ROLLOUT_KEYS = ("reward", "rollout_batch_size")
-MILES_EVAL_TRAIN_KEYS = ("micro_batch_size", "lr", "lr_decay_style", "weight_decay", "adam_beta1", "adam_beta2", "clip_grad")
+MILES_EVAL_TRAIN_KEYS = ("micro_batch_size",)
 
 # Sections of an experiment the training job depends on.
 TRAIN_SECTIONS = (
@@ -38,11 +38,13 @@ def experiment_paths(layout: Layout, name: str, exp: dict) -> dict:
         train_inputs["torch_dist"] = paths["torch_dist"]
         train_inputs["preflight"] = layout.exp(name, "preflight.txt")  # the memory plan, recorded
     paths["train_inputs"] = train_inputs
-    paths["base_eval_inputs"] = {"model": paths["start_model"], "data": paths["eval_data"]}
+    base_inputs = {"model": paths["start_model"], "data": paths["eval_data"]}
     paths["final_eval_inputs"] = {"done": layout.exp(name, "train", "done.json"), "data": paths["eval_data"]}
     if exp["engine"] == "miles":  # miles evaluates torch_dist checkpoints and reads the HF dir for the tokenizer
-        for key in ("base_eval_inputs", "final_eval_inputs"):
-            paths[key].update(model=paths["start_model"], torch_dist=paths["torch_dist"])
+        for inputs in (base_inputs, paths["final_eval_inputs"]):
+            inputs.update(model=paths["start_model"], torch_dist=paths["torch_dist"])
+    base_params = eval_params(None, exp, "base", layout.card(exp))
+    paths["base_eval"] = layout.base_eval(exp["engine"], base_params, base_inputs, exp["resources"]["gpus"])
     return paths
 
 
@@ -63,8 +65,10 @@ def train_params(name: str, exp: dict, card: dict | None) -> dict:
     return params
 
 
-def eval_params(name: str, exp: dict, which: str, card: dict | None) -> dict:
-    """The base or final evaluation: its own section (base_eval / final_eval) plus what sampling needs."""
+def eval_params(name: str | None, exp: dict, which: str, card: dict | None) -> dict:
+    """The base or final evaluation: its own section (base_eval / final_eval) plus what sampling needs.
+
+    `name` is None for the base evaluation, which experiments share (see Layout.base_eval)."""
     params = {
         "name": name,
         "which": which,

@@ -290,12 +290,25 @@ def _optimizer(experiment: Mapping[str, Any]) -> list[str]:
     _opt(args, "--adam-beta2", train["adam_beta2"])
     if train["clip_grad"] != MILES_DEFAULT_CLIP_GRAD:
         _opt(args, "--clip-grad", train["clip_grad"])
-    if offload["optimizer_cpu_offload"]:
-        args.append("--optimizer-cpu-offload")
-        if offload["overlap_cpu_optimizer_d2h_h2d"]:
-            args.append("--overlap-cpu-optimizer-d2h-h2d")
-        if offload["use_precision_aware_optimizer"]:
-            args.append("--use-precision-aware-optimizer")
+    return args + _cpu_adam(offload)
+
+
+def _eval_optimizer(experiment: Mapping[str, Any]) -> list[str]:
+    """The optimizer group of an eval-only run. Megatron still builds the optimizer (CPU Adam is what makes the
+    run fit), but its hyperparameters cannot change an evaluation: leaving them out lets experiments that differ
+    only in them share one base evaluation. The schedule is pinned to constant, which needs no decay horizon."""
+    return ["--optimizer", "adam", "--lr-decay-style", "constant", *_cpu_adam(experiment["miles"]["offload"])]
+
+
+def _cpu_adam(offload: Mapping[str, Any]) -> list[str]:
+    """Megatron's CPU Adam trio (FACTS section 7)."""
+    if not offload["optimizer_cpu_offload"]:
+        return []
+    args = ["--optimizer-cpu-offload"]
+    if offload["overlap_cpu_optimizer_d2h_h2d"]:
+        args.append("--overlap-cpu-optimizer-d2h-h2d")
+    if offload["use_precision_aware_optimizer"]:
+        args.append("--use-precision-aware-optimizer")
     return args
 
 
@@ -484,7 +497,7 @@ def eval_only_groups(
         ("rollout", rollout),
         ("eval", eval_args),
         ("parallelism/performance", _parallelism(experiment)),
-        ("optimizer", _optimizer(experiment)),
+        ("optimizer", _eval_optimizer(experiment)),
         ("SGLang", _sglang(miles)),
         ("misc", _misc(experiment)),
         ("metrics capture", _metrics_capture(experiment, paths, eval_hook=True)),
