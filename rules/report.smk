@@ -16,7 +16,8 @@ rule report:
     conda:
         ENV_ANALYSIS
     params:
-        title=lambda w: CFG["report"]["title"] or f"{w.exp}",
+        title=lambda w: CFG["report"]["title"]
+        or f"{w.exp} on {EXPERIMENTS[w.exp]['data']['eval']['name']}",
         formats=CFG["plots"]["formats"],
     script:
         "../scripts/report.py"

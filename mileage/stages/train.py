@@ -7,7 +7,6 @@ job succeeded, so a failure never looks finished and never deletes a checkpoint.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
@@ -15,6 +14,7 @@ import sys
 from pathlib import Path
 
 from mileage.atomic import write_json, write_jsonl
+from mileage.jsonl import iter_jsonl
 from mileage.launch.ray_cluster import RayClusterSpec, free_port, ray_cluster
 from mileage.launch.ray_job import run_job
 from mileage.metrics.events import collapse_events, read_events, write_events
@@ -121,14 +121,14 @@ def collect_events(engine: str, run_dir: Path):
 
 def collect_eval_samples(run_dir: Path) -> list[dict]:
     """Every in-training eval sample, tagged with its dataset and rollout id, in rollout order."""
+    def rollout_of(file: Path) -> int:
+        return int(re.findall(r"\d+", file.stem)[-1])
+
     rows = []
-    files = glob.glob(str(run_dir / "eval_samples" / "*" / "rollout_*.jsonl"))
-    for file in sorted(files, key=lambda f: (Path(f).parent.name, int(re.findall(r"\d+", Path(f).stem)[-1]))):
-        dataset, rollout = Path(file).parent.name, int(re.findall(r"\d+", Path(file).stem)[-1])
-        with open(file, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    rows.append({**json.loads(line), "dataset": dataset, "rollout": rollout})
+    files = sorted(run_dir.glob("eval_samples/*/rollout_*.jsonl"), key=lambda f: (f.parent.name, rollout_of(f)))
+    for file in files:
+        for _, record in iter_jsonl(file):
+            rows.append({**record, "dataset": file.parent.name, "rollout": rollout_of(file)})
     return rows
 
 
