@@ -471,8 +471,8 @@ def eval_only_groups(
     """Groups of an evaluation without training (FACTS section 6): `--num-rollout 0 --eval-interval 1`.
 
     `checkpoint_dir` is a miles checkpoint directory (its tracker names the iteration loaded) or one
-    `iter_NNNNNNN` directory inside it; None evaluates the starting weights (`--ref-load`). Nothing is saved. The optimizer group stays: Megatron still builds
-    the optimizer, so CPU Adam settings are what make the run fit, as in training.
+    `iter_NNNNNNN` directory inside it; None evaluates the starting weights (`--ref-load`). Nothing is saved.
+    The optimizer group keeps only the CPU Adam settings (what makes the run fit); see _eval_optimizer.
     """
     check_layout(experiment, card)
     miles = experiment["miles"]
@@ -506,20 +506,9 @@ def eval_only_groups(
     return [(name, tokens) for name, tokens in groups if tokens]
 
 
-def eval_only_argv(
-    experiment: Mapping[str, Any],
-    card: Mapping[str, Any],
-    paths: MilesPaths,
-    checkpoint_dir: str | None,
-    n_samples: int,
-    max_response_len: int,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    seed: int | None = None,
-) -> list[str]:
-    """The argv of an evaluation-only `train.py` run (see eval_only_groups), checked against the flag lists."""
-    argv = flatten(eval_only_groups(experiment, card, paths, checkpoint_dir, n_samples, max_response_len,
-                                    temperature, top_p, seed))
+def eval_only_argv(*args: Any, **kwargs: Any) -> list[str]:
+    """The argv of an evaluation-only `train.py` run (arguments as eval_only_groups), checked against the flag lists."""
+    argv = flatten(eval_only_groups(*args, **kwargs))
     validate_flags(argv)
     return argv
 
