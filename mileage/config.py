@@ -32,9 +32,12 @@ def load_yaml(path: str | Path, what: str = "config file") -> Any:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: {what} not found")
+    from mileage.yaml_strict import DuplicateKeyError, load_yaml_strict
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh) or {}
+        return load_yaml_strict(path) or {}
+    except DuplicateKeyError as exc:
+        raise ConfigError(str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

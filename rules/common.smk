@@ -12,12 +12,19 @@ from mileage.layout import Layout
 from mileage.pins import ENV_FILES, MILES_CONTAINER_IMAGE
 from mileage.stages import params as stage_params
 from mileage.stages.models import memory_refusal
+from mileage.yaml_strict import DuplicateKeyError, check_files
 
 min_version("9.0")
 
 
 configfile: "config/config.yaml"
 
+
+# Snakemake's loader keeps the last of two equal keys: re-read the files it loaded with one that refuses them.
+try:
+    check_files(workflow.configfiles)
+except DuplicateKeyError as err:
+    sys.exit(f"mileage: configuration error: {err}")
 
 try:
     RESOLVER = ExperimentResolver(config, base_dir=Path(workflow.basedir))

@@ -15,6 +15,8 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
+from mileage.yaml_strict import DuplicateKeyError, load_yaml_strict
+
 DEFAULT_MODELS_DIR = Path("config/models")
 
 
@@ -81,7 +83,9 @@ def load_card(name: str, models_dir: Path | str = DEFAULT_MODELS_DIR) -> dict[st
         known = ", ".join(known_cards(models_dir)) or "none"
         raise CardError(f"unknown model card {name!r} (no {path}); known cards: {known}")
     try:
-        card = yaml.safe_load(path.read_text(encoding="utf-8"))
+        card = load_yaml_strict(path)
+    except DuplicateKeyError as err:
+        raise CardError(str(err)) from None
     except yaml.YAMLError as err:
         raise CardError(f"{path}: not valid YAML: {err}") from None
     validate_card(card, str(path))
