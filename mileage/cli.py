@@ -3,6 +3,7 @@
   mileage experiments                 list the experiments of the config, resolved and checked
   mileage plan EXPERIMENT             memory preflight (per GPU and host), non-zero when it cannot fit
   mileage argv EXPERIMENT             the miles train.py argv, one token per line; runs nothing
+  mileage keys [RULE]                 which config keys each rule reads, and whether a change continues a run
   mileage doctor [EXPERIMENT]         check this machine against what the experiment needs
   mileage import-log LOG OUTDIR       an existing miles/slime log -> metric TSVs and plots
 
@@ -31,30 +32,47 @@ def cmd_experiments(args) -> int:
     return 0
 
 
+def _config(args) -> dict:
+    """The config's resolved top level (report, plots, ...), for params of the rules that read it."""
+    config_path = Path(args.config)
+    raw = load_yaml(config_path) if config_path.is_file() else {}
+    return ExperimentResolver(raw, base_dir=config_path.resolve().parent.parent).config
+
+
 def cmd_plan(args) -> int:
-    from mileage.engines.miles.plan import plan_main
+    from mileage.engines import engine_of
 
     name, exp = _experiment(args)
     print(f"mileage plan: {name}")
-    return plan_main(exp, args.gpus, args.gpu_memory_gb, name=name)
+    return engine_of(exp).plan_main(exp, args.gpus, args.gpu_memory_gb, name=name)
 
 
 def cmd_argv(args) -> int:
-    from mileage.engines.miles.argv import build_argv
+    from mileage.engines import engine_of
     from mileage.layout import Layout
-    from mileage.stages.params import experiment_paths, train_params
-    from mileage.stages.train import miles_paths
+    from mileage.stages.params import experiment_paths, rule_params
 
     name, exp = _experiment(args)
-    if exp["engine"] != "miles":
-        raise ConfigError(f"{name}: engine is {exp['engine']!r}; `mileage argv` prints the miles train.py argv only")
+    config = _config(args)
     # Exactly what the train rule submits: the same params and the same paths.
     layout = Layout(results=args.results_dir, base_dir=Path(args.config).resolve().parent.parent)
-    card = layout.card(exp)
-    params = train_params(name, exp, card)
-    paths = miles_paths(params, experiment_paths(layout, name, exp)["train_inputs"], Path(args.results_dir) / name / "run")
-    for token in build_argv(params, card, paths):
+    params = rule_params("train", name, exp, config, layout)
+    inputs = experiment_paths(layout, name, exp, config)["train_inputs"]
+    try:
+        argv = engine_of(exp).job_argv(params, inputs, Path(args.results_dir) / name / "run")
+    except NotImplementedError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    for token in argv:
         print(token)
+    return 0
+
+
+def cmd_keys(args) -> int:
+    from mileage.keys import STAGES, declaration, format_declaration
+
+    if args.rule is not None and args.rule not in STAGES:
+        raise ConfigError(f"no rule {args.rule!r} reads config keys (rules: {', '.join(STAGES)})")
+    print(format_declaration(declaration(args.rule)), end="")
     return 0
 
 
@@ -90,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     argv = sub.add_parser("argv", help="print the miles train.py argv, one token per line")
     argv.add_argument("experiment")
     argv.set_defaults(func=cmd_argv)
+
+    keys = sub.add_parser("keys", help="which config keys each rule reads, and which may change under a run")
+    keys.add_argument("rule", nargs="?", help="only the keys this rule reads (e.g. train, eval_final, plots)")
+    keys.set_defaults(func=cmd_keys)
 
     doctor = sub.add_parser("doctor", help="check this machine against an experiment's needs")
     doctor.add_argument("experiment", nargs="?")

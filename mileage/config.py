@@ -18,7 +18,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from mileage.engines.miles.argv import secret_flag_problem  # the one module that spells miles' flags
+from mileage.batch import BatchIdentityError, batch_identity
+from mileage.engines import get_engine
+from mileage.secrets import secret_config_problems
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 MODELS_DIR = "config/models"
@@ -132,29 +134,27 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 def fill_batch_identity(rollout: dict, train: dict, where: str) -> tuple[int, int]:
-    """rollout_batch_size x n_samples_per_prompt = global_batch_size x num_steps_per_rollout, filled like miles."""
-    samples = rollout["rollout_batch_size"] * rollout["n_samples_per_prompt"]
-    lhs = (
-        f"rollout.rollout_batch_size x rollout.n_samples_per_prompt = "
-        f"{rollout['rollout_batch_size']} x {rollout['n_samples_per_prompt']} = {samples}"
-    )
-    gbs, steps = train.get("global_batch_size"), train.get("num_steps_per_rollout")
-    if gbs is None and steps is None:
-        steps = 1
-    if gbs is None:
-        if samples % steps:
-            raise ConfigError(f"{where}.train.num_steps_per_rollout: {lhs} is not divisible by {steps}")
-        gbs = samples // steps
-    elif steps is None:
-        if samples % gbs:
-            raise ConfigError(f"{where}.train.global_batch_size: {lhs} is not divisible by global_batch_size {gbs}")
-        steps = samples // gbs
-    if gbs * steps != samples:
-        raise ConfigError(
-            f"{where}.train.global_batch_size: batch identity violated: {lhs}, but train.global_batch_size x "
-            f"train.num_steps_per_rollout = {gbs} x {steps} = {gbs * steps}"
-        )
-    return gbs, steps
+    """The batch identity (mileage.batch), its error named by the experiment's key path."""
+    try:
+        return batch_identity(rollout, train)
+    except BatchIdentityError as err:
+        raise ConfigError(f"{where}.{err.key}: {err}") from None
+
+
+def normalise_numbers(instance: Any, node: dict, schema: dict) -> Any:
+    """Integers where the schema wants a number become floats (`lr: 1` and `lr: 1.0` are one value), so params
+    and fingerprints never see a spelling as a change."""
+    node = _resolve_ref(node, schema)
+    if isinstance(instance, dict) and "properties" in node:
+        return {
+            key: normalise_numbers(value, node["properties"][key], schema) if key in node["properties"] else value
+            for key, value in instance.items()
+        }
+    wanted = node.get("type")
+    wanted = wanted if isinstance(wanted, list) else [wanted]
+    if "number" in wanted and "integer" not in wanted and isinstance(instance, int) and not isinstance(instance, bool):
+        return float(instance)
+    return instance
 
 
 class ExperimentResolver:
@@ -164,7 +164,7 @@ class ExperimentResolver:
         self.base_dir = Path(base_dir)
         self.schema = schema if schema is not None else load_schema()
         check_against(config, {k: v for k, v in self.schema.items() if k != "$defs"}, "", self.schema)
-        self.config = fill_defaults(config, self.schema, self.schema)
+        self.config = normalise_numbers(fill_defaults(config, self.schema, self.schema), self.schema, self.schema)
         self._experiment_schema = _sub_schema(self.schema, "experiment")
         check_against(self.config["defaults"], self._experiment_schema, "defaults", self.schema)
 
@@ -210,6 +210,7 @@ class ExperimentResolver:
         merged.pop("extends", None)
         exp = fill_defaults(merged, self._experiment_schema, self.schema)
         check_against(exp, self._experiment_schema, where, self.schema)
+        exp = normalise_numbers(exp, self._experiment_schema, self.schema)
         self._semantic_checks(exp, where)
         return exp
 
@@ -240,14 +241,6 @@ class ExperimentResolver:
                     )
             elif not model["repo"]:
                 raise ConfigError(f"{where}.model: source 'hf' needs model.card or model.repo")
-        if exp["engine"] == "miles":
-            if model["source"] != "hf" or not model["card"]:
-                raise ConfigError(
-                    f"{where}.model.card: engine 'miles' needs a model card (model.source: hf, model.card: NAME) "
-                    "for the Megatron model arguments"
-                )
-            if exp["warm_start"]["enabled"]:
-                raise ConfigError(f"{where}.warm_start.enabled: the warm start exists for the local engine only")
         for split in ("train", "eval"):
             data = exp["data"][split]
             key = f"{where}.data.{split}"
@@ -258,9 +251,9 @@ class ExperimentResolver:
                     raise ConfigError(f"{key}.path: file {data['path']} not found")
             elif data["source"] == "hf" and not data["repo"]:
                 raise ConfigError(f"{key}.repo: required when source is 'hf'")
-        problem = secret_flag_problem(exp["miles"]["extra_args"])
-        if problem:
-            raise ConfigError(f"{where}.miles.extra_args: {problem}")
+        for key, problem in secret_config_problems(exp):
+            raise ConfigError(f"{where}.{key}: {problem}")
+        get_engine(exp["engine"]).check_config(exp, where)
         if exp["warm_start"]["enabled"] and model["source"] != "demo":
             raise ConfigError(f"{where}.warm_start.enabled: the warm start is built for the demo model only")
 

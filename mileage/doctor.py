@@ -26,22 +26,24 @@ from pathlib import Path
 from typing import Callable, Literal, TextIO
 
 from mileage import pins
+from mileage.engines import ENGINE_NAMES, get_engine
+from mileage.engines.contract import DoctorNeeds
 
 Status = Literal["OK", "WARN", "FAIL"]
-ENGINES = ("local", "miles")
 HUB_TIMEOUT_S = 3.0
-# Free space the results directory needs by default. miles: a GLM-Z1-9B run holds the HF download
-# (~19 GB), the torch_dist conversion (~19 GB) and Megatron checkpoints with optimizer state (~130 GB each).
-DEFAULT_FREE_DISK_GB = {"local": 2.0, "miles": 200.0, None: 1.0}
-# Modules of the miles stack: (import name, distribution name, required).
-MILES_MODULES = (
-    ("miles", "miles", True),
-    ("megatron.core", "megatron-core", True),
-    ("sglang", "sglang", True),
-    ("transformer_engine", "transformer-engine", True),
-    ("ray", "ray", True),
-    ("flash_attn", "flash-attn", False),
-)
+DEFAULT_FREE_DISK_GB = 1.0  # the light environment alone; an engine says what its runs need (doctor_needs)
+
+
+def _stack_modules() -> tuple[tuple[str, str, bool], ...]:
+    """(import name, distribution, required) of every engine's software stack: what probe_machine looks for."""
+    modules: dict[str, tuple[str, str, bool]] = {}
+    for engine_name in ENGINE_NAMES:
+        for module in get_engine(engine_name).stack_modules:
+            modules.setdefault(module[0], module)
+    return tuple(modules.values())
+
+
+STACK_MODULES = _stack_modules()
 
 
 class DoctorError(ValueError):
@@ -91,11 +93,12 @@ class DoctorRequirements:
     gpus: int = 0
     needs_cuda: bool = False
     results_dir: Path = Path("results")
-    min_free_disk_gb: float = DEFAULT_FREE_DISK_GB[None]
+    min_free_disk_gb: float = DEFAULT_FREE_DISK_GB
     hf_repos: tuple[HfRepo, ...] = ()
     hf_lock: Path = Path("config/hf.lock.json")
     experiment: dict | None = None
     check_network: bool = True
+    needs: DoctorNeeds | None = None  # the engine's word on the rest (None = only the light environment)
 
 
 @dataclass(frozen=True)
@@ -136,25 +139,20 @@ def requirements_for_experiment(
         raise DoctorError(f"experiment {name or ''}: expected a mapping, got {type(experiment).__name__}")
     where = f"experiments.{name}" if name else "experiment"
     engine = experiment.get("engine", "local")
-    if engine not in ENGINES:
-        raise DoctorError(f"{where}.engine: {engine!r} is not one of {', '.join(ENGINES)}")
-    resources = experiment.get("resources") or {}
-    gpus = resources.get("gpus", 0 if engine == "local" else 1)
+    if engine not in ENGINE_NAMES:
+        raise DoctorError(f"{where}.engine: {engine!r} is not one of {', '.join(ENGINE_NAMES)}")
+    gpus = (experiment.get("resources") or {}).get("gpus", 0)
     if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
         raise DoctorError(f"{where}.resources.gpus: expected a non-negative integer, got {gpus!r}")
-    device = resources.get("device", "auto")
-    if engine == "miles":
-        needs_cuda, gpus = True, max(gpus, 1)
-    else:
-        needs_cuda = device == "cuda"
-        gpus = gpus if device != "cpu" else 0
+    needs = get_engine(engine).doctor_needs(experiment)
     return DoctorRequirements(
         experiment_name=name or experiment.get("name"),
         engine=engine,
-        gpus=gpus,
-        needs_cuda=needs_cuda,
+        gpus=needs.gpus,
+        needs_cuda=needs.needs_cuda,
         results_dir=Path(results_dir),
-        min_free_disk_gb=DEFAULT_FREE_DISK_GB[engine],
+        min_free_disk_gb=needs.min_free_disk_gb,
+        needs=needs,
         hf_repos=tuple(_hf_repos(experiment, Path(models_dir))),
         hf_lock=Path(hf_lock),
         experiment=experiment,
@@ -206,7 +204,7 @@ def probe_machine(with_torch: bool = True) -> MachineFacts:
     if with_torch:
         _probe_torch(facts)
     _probe_nvidia_smi(facts)
-    for module, _dist, _required in MILES_MODULES:
+    for module, _dist, _required in STACK_MODULES:
         facts.importable[module] = _module_present(module)
     return facts
 
@@ -267,13 +265,15 @@ def run_doctor(requirements: DoctorRequirements, facts: MachineFacts | None = No
     facts = facts if facts is not None else probe_machine()
     report = DoctorReport(requirements.experiment_name, requirements.engine)
     _check_python(report, requirements, facts)
-    _check_light_env(report, facts, missing_is_fatal=requirements.engine != "miles")
+    needs = requirements.needs
+    _check_light_env(report, facts, missing_is_fatal=needs is None or needs.light_env_required)
     _check_torch(report, requirements, facts)
     if requirements.needs_cuda or requirements.gpus > 0:
         _check_gpus(report, requirements, facts)
-    if requirements.engine == "miles":
-        _check_miles_stack(report, facts)
-        _check_plan(report, requirements, facts)
+    if requirements.engine is not None:
+        engine = get_engine(requirements.engine)
+        _check_stack(report, facts, engine.stack_modules)
+        _check_plan(report, requirements, facts, engine)
     _check_disk(report, requirements)
     _check_hub(report, requirements)
     return report
@@ -283,9 +283,10 @@ def _check_python(report: DoctorReport, req: DoctorRequirements, facts: MachineF
     found = pins.version_tuple(facts.python)
     if found < (3, 10):
         report.add("python", ">= 3.10", facts.python, "FAIL", "mileage needs Python 3.10 or newer")
-    elif req.engine == "miles" and found[:2] != (3, 12):
-        report.add("python", "3.12 (miles stack)", facts.python, "WARN",
-                   f"the miles stack is pinned and built for Python {pins.PYTHON_VERSION} (envs/miles.yaml)")
+    elif req.needs is not None and req.needs.python is not None and found[:2] != req.needs.python:
+        wanted = ".".join(map(str, req.needs.python))
+        report.add("python", f"{wanted} ({req.engine} stack)", facts.python, "WARN",
+                   f"the {req.engine} stack is pinned and built for Python {wanted} (envs/, {pins.PYTHON_VERSION})")
     else:
         report.add("python", ">= 3.10", facts.python, "OK")
 
@@ -359,7 +360,7 @@ def _check_gpus(report: DoctorReport, req: DoctorRequirements, facts: MachineFac
     if not facts.gpus:
         return
     _check_blackwell(report, facts)
-    if req.gpus > 1 or req.engine == "miles":
+    if req.gpus > 1 or (req.needs is not None and req.needs.needs_nccl):
         if facts.nccl:
             report.add("NCCL", "available", facts.nccl, "OK")
         else:
@@ -391,9 +392,9 @@ def _check_blackwell(report: DoctorReport, facts: MachineFacts) -> None:
                    "export NCCL_NVLS_ENABLE=0 before starting Ray")
 
 
-def _check_miles_stack(report: DoctorReport, facts: MachineFacts) -> None:
+def _check_stack(report: DoctorReport, facts: MachineFacts, modules) -> None:
     hint_env = "build the miles stack (envs/README.md, docs/rtx5090.md) or run in " + pins.MILES_CONTAINER_IMAGE
-    for module, dist, required in MILES_MODULES:
+    for module, dist, required in modules:
         version = facts.versions.get(pins.normalise(dist))
         present = facts.importable.get(module, False)
         expected = _expected_version(dist)
@@ -433,21 +434,18 @@ def _expected_version(dist: str) -> str:
     }.get(dist, "any")
 
 
-def _check_plan(report: DoctorReport, req: DoctorRequirements, facts: MachineFacts) -> None:
+def _check_plan(report: DoctorReport, req: DoctorRequirements, facts: MachineFacts, engine) -> None:
     if req.experiment is None:
-        return
-    try:
-        from mileage.engines.miles.plan import estimate_memory
-    except ImportError as exc:
-        report.add("memory plan", "fits", "plan unavailable", "WARN", f"mileage plan could not be loaded: {exc}")
         return
     # On a GPU machine judge the GPUs that are here; elsewhere the ones the experiment declares.
     gpus = len(facts.gpus) or None
     memory = min(g.memory_gb for g in facts.gpus) if facts.gpus else None
     try:
-        plan = estimate_memory(req.experiment, gpus=gpus, gpu_memory_gb=memory)
+        plan = engine.memory_plan(req.experiment, gpus=gpus, gpu_memory_gb=memory)
     except Exception as exc:  # noqa: BLE001 - the preflight's own error is the finding
         report.add("memory plan", "fits", "plan failed", "WARN", f"{type(exc).__name__}: {exc}")
+        return
+    if plan is None:
         return
     where = f"{gpus} x {memory:.0f} GiB here" if gpus else "declared GPUs"
     found = f"peak {plan.gpu_peak_gib:.1f} of {plan.gpu_memory_gib:.1f} GiB/GPU, host {plan.host_total_gib:.0f} GiB"

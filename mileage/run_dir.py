@@ -1,26 +1,29 @@
-"""The persistent run directory of an experiment: resume when the training configuration is unchanged,
-start afresh (keeping the old run aside, never deleting it) when it changed."""
+"""The persistent run directory of an experiment, and what a (re)started training does with it.
+
+- Its identity (mileage.keys: what the training reads minus what may change under a run, plus the input files)
+  changed: start afresh, the old run kept aside as `<run>.superseded-<time>` (never deleted).
+- Same identity, and a checkpoint at exactly `num_rollout`: the run is complete; nothing trains, the final model
+  is that checkpoint (also when the run went further before `num_rollout` was lowered), provided the run holds
+  every in-training evaluation a run of `num_rollout` makes.
+- Same identity, trained past `num_rollout` without a checkpoint there (or missing an evaluation a shorter run
+  makes): start afresh, the old run kept aside, saying why.
+- Otherwise resume from the newest checkpoint (or start, if there is none).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Mapping
 
 from mileage.atomic import write_json
 from mileage.config import fingerprint
-
-# Edits that continue a run rather than invalidate it: more rollouts (with a constant learning rate), another
-# save or eval cadence, where the job runs, trackers.
-RESUMABLE_KEYS = {
-    "rollout": ("num_rollout",),
-    "train": ("save_interval",),
-    "eval": None,
-    "ray": None,
-    "tracking": None,
-    "resources": None,
-}
+from mileage.engines.contract import Checkpoint, Engine
+from mileage.keys import identity_of
+from mileage.metrics.events import MetricEvent, rollout_id_of
 
 
 def file_digest(path: str | Path) -> str:
@@ -33,19 +36,8 @@ def file_digest(path: str | Path) -> str:
 
 
 def training_identity(train: dict, inputs: dict) -> dict:
-    """What a checkpoint depends on: the training params minus resumable keys, plus the input files."""
-    identity = {}
-    for key, value in train.items():
-        if key in RESUMABLE_KEYS:
-            dropped = RESUMABLE_KEYS[key]
-            if dropped is None:
-                continue
-            if key == "rollout" and train.get("train", {}).get("lr_decay_style", "constant") != "constant":
-                # A decaying learning rate spans num_rollout: more rollouts change the schedule of the steps
-                # already taken, so the run is no longer the one its checkpoints came from.
-                dropped = tuple(k for k in dropped if k != "num_rollout")
-            value = {k: v for k, v in value.items() if k not in dropped}
-        identity[key] = value
+    """What a checkpoint depends on: the training params minus resume-safe keys, plus the input files."""
+    identity = identity_of(train)
     identity["inputs"] = {k: str(v) for k, v in sorted(inputs.items())}
     # The prompts by content: a `source: file` dataset keeps its cache path when the user edits the file.
     train_data = inputs.get("train_data")
@@ -54,26 +46,85 @@ def training_identity(train: dict, inputs: dict) -> dict:
     return identity
 
 
-def prepare_run_dir(run_dir: str | Path, identity: dict, log=print) -> str:
-    """Return "resume" or "fresh"; a run made with another configuration is moved to `<run>.superseded-<time>`."""
-    run_dir = Path(run_dir)
-    stamp_file = run_dir / "fingerprint.json"
-    digest = fingerprint(identity)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        previous = json.loads(stamp_file.read_text()) if stamp_file.is_file() else {}
-        if previous.get("fingerprint") == digest:
-            log(f"mileage: resuming the run in {run_dir} (same training configuration {digest})")
-            return "resume"
-        aside = run_dir.with_name(f"{run_dir.name}.superseded-{time.strftime('%Y%m%d-%H%M%S')}")
-        run_dir.rename(aside)
-        changed = sorted(
-            k for k in set(identity) | set(previous.get("identity", {}))
-            if identity.get(k) != previous.get("identity", {}).get(k)
-        )
-        log(
-            f"mileage: the training configuration changed ({', '.join(changed) or 'unknown'}): starting afresh; "
-            f"the previous run and its checkpoints are kept in {aside}"
-        )
+@dataclass(frozen=True)
+class RunPlan:
+    """What the train rule does: `fresh` (start), `resume` (continue the newest checkpoint) or `done` (train
+    nothing: `checkpoint` is the final one)."""
+
+    state: str
+    checkpoint: Checkpoint | None = None
+
+
+def _set_aside(run_dir: Path, why: str, log: Callable[[str], None]) -> None:
+    aside = run_dir.with_name(f"{run_dir.name}.superseded-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while aside.exists():  # two restarts within a second
+        aside = run_dir.with_name(f"{run_dir.name}.superseded-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        n += 1
+    run_dir.rename(aside)
+    log(f"mileage: {why}: starting afresh; the previous run and its checkpoints are kept in {aside}")
+
+
+def _start(run_dir: Path, digest: str, identity: dict) -> RunPlan:
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(stamp_file, {"fingerprint": digest, "identity": identity})
-    return "fresh"
+    write_json(run_dir / "fingerprint.json", {"fingerprint": digest, "identity": identity})
+    return RunPlan("fresh")
+
+
+def _evaluated_rollouts(run_dir: Path) -> set[int]:
+    """Rollouts with in-training eval records (`eval_samples/<dataset>/rollout_<N>.jsonl`, every dataset)."""
+    by_dataset: dict[str, set[int]] = {}
+    for file in run_dir.glob("eval_samples/*/rollout_*.jsonl"):
+        by_dataset.setdefault(file.parent.name, set()).add(int(file.stem.removeprefix("rollout_")))
+    return set.intersection(*by_dataset.values()) if by_dataset else set()
+
+
+def plan_run(run_dir: str | Path, identity: dict, engine: Engine, train: Mapping, log=print) -> RunPlan:
+    """Decide fresh / resume / done for the training `train` (its params) in `run_dir` (see the module doc)."""
+    run_dir = Path(run_dir)
+    digest = fingerprint(identity)
+    if not (run_dir.exists() and any(run_dir.iterdir())):
+        return _start(run_dir, digest, identity)
+    stamp = run_dir / "fingerprint.json"
+    previous = json.loads(stamp.read_text()) if stamp.is_file() else {}
+    if previous.get("fingerprint") != digest:
+        old = previous.get("identity", {})
+        changed = sorted(k for k in set(identity) | set(old) if identity.get(k) != old.get(k))
+        _set_aside(run_dir, f"the training configuration changed ({', '.join(changed) or 'unknown'})", log)
+        return _start(run_dir, digest, identity)
+    num_rollout = train["rollout"]["num_rollout"]
+    checkpoints = engine.checkpoints(train, run_dir)
+    at_target = [c for c in checkpoints if c.rollouts == num_rollout]
+    trained = checkpoints[-1].rollouts if checkpoints else 0
+    if at_target:
+        missing = sorted(engine.in_training_evals(train, num_rollout) - _evaluated_rollouts(run_dir))
+        if not missing:
+            more = f" (it trained {trained}; the rest is kept)" if trained > num_rollout else ""
+            log(f"mileage: the run in {run_dir} is complete at rollout {num_rollout}{more}: nothing to train; "
+                f"the final model is {at_target[0].path}")
+            return RunPlan("done", at_target[0])
+        _set_aside(run_dir, f"the run has a checkpoint at rollout {num_rollout} but not the in-training "
+                            f"evaluations a run of {num_rollout} rollouts makes (rollouts {missing})", log)
+        return _start(run_dir, digest, identity)
+    if trained > num_rollout:
+        _set_aside(run_dir, f"num_rollout is {num_rollout}, but the run trained {trained} rollouts and has no "
+                            f"checkpoint at rollout {num_rollout}", log)
+        return _start(run_dir, digest, identity)
+    if checkpoints:
+        log(f"mileage: resuming the run in {run_dir} from rollout {trained} (same training configuration {digest})")
+        return RunPlan("resume", checkpoints[-1])
+    log(f"mileage: restarting the run in {run_dir}: no complete checkpoint yet (same configuration {digest})")
+    return RunPlan("resume")
+
+
+def checkpoint_at(engine: Engine, train: Mapping, run_dir: Path, num_rollout: int) -> Checkpoint:
+    """The checkpoint at exactly `num_rollout` after the job ended: the final model."""
+    for checkpoint in engine.checkpoints(train, run_dir):
+        if checkpoint.rollouts == num_rollout:
+            return checkpoint
+    raise RuntimeError(f"the training job ended without a checkpoint at rollout {num_rollout} in {run_dir}")
+
+
+def events_within(events: list[MetricEvent], num_rollout: int, steps_per_rollout: int) -> list[MetricEvent]:
+    """The events of the first `num_rollout` rollouts (a run that went further holds more)."""
+    return [e for e in events if rollout_id_of(e, steps_per_rollout) < num_rollout]

@@ -9,7 +9,8 @@ from snakemake.utils import min_version, validate
 from mileage.config import ConfigError, ExperimentResolver
 from mileage.environment import prepend_pythonpath
 from mileage.layout import Layout
-from mileage.pins import ENV_FILES, MILES_CONTAINER_IMAGE
+from mileage.engines import engine_of
+from mileage.pins import ENV_FILES
 from mileage.stages import params as stage_params
 from mileage.stages.models import memory_refusal
 from mileage.yaml_strict import DuplicateKeyError, check_files
@@ -41,10 +42,18 @@ R = CFG["results_dir"]
 LAYOUT = Layout(results=R, base_dir=Path(workflow.basedir))
 # Paths of every experiment, computed once; computing them registers the shared cache entries.
 PATHS = {
-    name: stage_params.experiment_paths(LAYOUT, name, exp)
+    name: stage_params.experiment_paths(LAYOUT, name, exp, CFG)
     for name, exp in EXPERIMENTS.items()
 }
 EXP_NAMES = sorted(EXPERIMENTS)
+
+
+def params_of(stage):
+    """An input function: the params of rule `stage` (mileage.keys) for the experiment of the wildcards."""
+    return lambda w: stage_params.rule_params(
+        stage, w.exp, EXPERIMENTS[w.exp], CFG, LAYOUT
+    )
+
 
 # The memory preflight, before any job: an experiment that cannot fit stops the whole run before any download.
 REFUSALS = [
@@ -53,9 +62,7 @@ REFUSALS = [
     if (
         refusal := memory_refusal(
             name,
-            stage_params.preflight_params(
-                EXPERIMENTS[name], LAYOUT.card(EXPERIMENTS[name])
-            ),
+            stage_params.rule_params("preflight", name, EXPERIMENTS[name], CFG, LAYOUT),
         )
     )
 ]
@@ -68,20 +75,40 @@ def names_regex(names):
     return "|".join(re.escape(n) for n in names) or "(?!x)x"
 
 
-LOCAL_EXPS = names_regex(n for n in EXP_NAMES if EXPERIMENTS[n]["engine"] == "local")
-MILES_EXPS = names_regex(n for n in EXP_NAMES if EXPERIMENTS[n]["engine"] == "miles")
-# Per-rule software environments (snakemake --sdm conda) and the miles image (--sdm apptainer).
+# Experiments whose engine converts the final checkpoint back to HF format (rule export_hf).
+EXPORT_EXPS = names_regex(
+    n for n in EXP_NAMES if engine_of(EXPERIMENTS[n]).exports(EXPERIMENTS[n])
+)
 ENV_ANALYSIS = f"../{ENV_FILES['analysis']}"
-ENV_LOCAL = f"../{ENV_FILES['local']}"
-ENV_MILES = f"../{ENV_FILES['miles']}"
+# The demo model and its warm start need torch and transformers: the local engine's env has them.
+ENV_LOCAL_MODELS = f"../{ENV_FILES['local']}"
+
+
+def CONVERSIONS(key):
+    """The params of the shared conversion of model `key` (the first experiment that trains from one)."""
+    return stage_params.convert_params(LAYOUT, key, EXPERIMENTS, PATHS, CFG)
+
+
+def env_of(params):
+    """The conda env (snakemake --sdm conda) of the engine a rule's params name."""
+    return f"../{ENV_FILES[engine_of(params).env]}"
+
+
+def container_of(params):
+    """The image (snakemake --sdm apptainer) of the engine a rule's params name; None: the current env."""
+    return engine_of(params).container(params)
+
+
+def exp_env(w):
+    return env_of(EXPERIMENTS[w.exp])
+
+
+def exp_container(w):
+    return container_of(EXPERIMENTS[w.exp])
 
 
 wildcard_constraints:
     exp=names_regex(EXP_NAMES),
-
-
-def exp_of(wildcards):
-    return EXPERIMENTS[wildcards.exp]
 
 
 def path_of(key):

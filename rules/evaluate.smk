@@ -2,7 +2,7 @@
 # sample kept; then the summary (avg@k, pass@1..k, maj@k with bootstrap intervals).
 
 
-rule eval_base_local:
+rule eval_base:
     input:
         unpack(lambda w: LAYOUT.base_evals[w.key]["inputs"]),
     output:
@@ -10,30 +10,11 @@ rule eval_base_local:
     log:
         f"{R}/cache/logs/{{key}}.log",
     wildcard_constraints:
-        key="base-local-[0-9a-f]+",
+        key="base-[a-z]+-[0-9a-f]+",
     conda:
-        ENV_LOCAL
-    resources:
-        gpu=lambda w: LAYOUT.base_evals[w.key]["gpus"],
-    params:
-        evaluation=lambda w: LAYOUT.base_evals[w.key]["params"],
-    script:
-        "../scripts/evaluate.py"
-
-
-rule eval_base_miles:
-    input:
-        unpack(lambda w: LAYOUT.base_evals[w.key]["inputs"]),
-    output:
-        f"{R}/cache/base-eval/{{key}}.samples.jsonl",
-    log:
-        f"{R}/cache/logs/{{key}}.log",
-    wildcard_constraints:
-        key="base-miles-[0-9a-f]+",
-    conda:
-        ENV_MILES
+        lambda w: env_of(LAYOUT.base_evals[w.key]["params"])
     container:
-        MILES_CONTAINER_IMAGE
+        lambda w: container_of(LAYOUT.base_evals[w.key]["params"])
     resources:
         gpu=lambda w: LAYOUT.base_evals[w.key]["gpus"],
     params:
@@ -57,46 +38,21 @@ rule base_samples:
         "cp {input:q} {output:q} 2> {log:q}"
 
 
-rule eval_final_local:
+rule eval_final:
     input:
-        unpack(lambda w: PATHS[w.exp]["final_eval_inputs"]),
+        unpack(path_of("final_eval_inputs")),
     output:
         f"{R}/{{exp}}/eval/final.samples.jsonl",
     log:
         f"{R}/{{exp}}/logs/eval_final.log",
-    wildcard_constraints:
-        exp=LOCAL_EXPS,
     conda:
-        ENV_LOCAL
-    resources:
-        gpu=gpus_of,
-    params:
-        evaluation=lambda w: stage_params.eval_params(
-            w.exp, EXPERIMENTS[w.exp], "final", None
-        ),
-    script:
-        "../scripts/evaluate.py"
-
-
-rule eval_final_miles:
-    input:
-        unpack(lambda w: PATHS[w.exp]["final_eval_inputs"]),
-    output:
-        f"{R}/{{exp}}/eval/final.samples.jsonl",
-    log:
-        f"{R}/{{exp}}/logs/eval_final.log",
-    wildcard_constraints:
-        exp=MILES_EXPS,
-    conda:
-        ENV_MILES
+        exp_env
     container:
-        MILES_CONTAINER_IMAGE
+        exp_container
     resources:
         gpu=gpus_of,
     params:
-        evaluation=lambda w: stage_params.eval_params(
-            w.exp, EXPERIMENTS[w.exp], "final", LAYOUT.card(EXPERIMENTS[w.exp])
-        ),
+        evaluation=params_of("eval_final"),
     script:
         "../scripts/evaluate.py"
 
@@ -112,8 +68,6 @@ rule summarize:
     conda:
         ENV_ANALYSIS
     params:
-        summary=lambda w: stage_params.summary_params(
-            w.exp, EXPERIMENTS[w.exp], CFG["report"]
-        ),
+        summary=params_of("summarize"),
     script:
         "../scripts/summarize.py"

@@ -10,7 +10,7 @@ rule demo_model:
     wildcard_constraints:
         key="demo-[0-9a-f]+",
     conda:
-        ENV_LOCAL
+        ENV_LOCAL_MODELS
     params:
         model=lambda w: LAYOUT.demo_models[w.key],
     script:
@@ -27,7 +27,7 @@ rule warm_start:
     wildcard_constraints:
         key="warm-[0-9a-f]+",
     conda:
-        ENV_LOCAL
+        ENV_LOCAL_MODELS
     params:
         warm=lambda w: stage_params.warm_start_params(LAYOUT.warm_models[w.key]),
     script:
@@ -42,9 +42,7 @@ rule preflight:
     conda:
         ENV_ANALYSIS
     params:
-        plan=lambda w: stage_params.preflight_params(
-            EXPERIMENTS[w.exp], LAYOUT.card(EXPERIMENTS[w.exp])
-        ),
+        plan=params_of("preflight"),
     script:
         "../scripts/preflight.py"
 
@@ -77,12 +75,12 @@ rule convert_model:
     wildcard_constraints:
         key="[^/]+/[^/]+",
     conda:
-        ENV_MILES
+        lambda w: env_of(CONVERSIONS(w.key))
     container:
-        MILES_CONTAINER_IMAGE
+        lambda w: container_of(CONVERSIONS(w.key))
     resources:
         gpu=1,
     params:
-        convert=lambda w: stage_params.convert_params(LAYOUT, w.key, EXPERIMENTS, PATHS),
+        convert=lambda w: CONVERSIONS(w.key),
     script:
         "../scripts/convert_model.py"

@@ -16,9 +16,7 @@ rule report:
     conda:
         ENV_ANALYSIS
     params:
-        title=lambda w: CFG["report"]["title"]
-        or f"{w.exp} on {EXPERIMENTS[w.exp]['data']['eval']['name']}",
-        formats=CFG["plots"]["formats"],
+        report=params_of("report"),
     script:
         "../scripts/report.py"
 
@@ -42,8 +40,7 @@ rule plots:
     conda:
         ENV_ANALYSIS
     params:
-        style=CFG["plots"],
-        eval_k=lambda w: EXPERIMENTS[w.exp]["eval"]["n_samples_per_prompt"],
+        plots=params_of("plots"),
     script:
         "../scripts/plots.py"
 
@@ -70,10 +67,6 @@ rule compare:
         ENV_ANALYSIS
     params:
         experiments={name: f"{R}/{name}" for name in EXP_NAMES},
-        eval_ks={
-            name: EXPERIMENTS[name]["eval"]["n_samples_per_prompt"]
-            for name in EXP_NAMES
-        },
-        style=CFG["plots"],
+        compare=stage_params.compare_params(EXPERIMENTS, CFG),
     script:
         "../scripts/compare.py"

@@ -1,8 +1,8 @@
-# Training: one Ray job per experiment (engine miles or local). Checkpoints live in {exp}/run/, which is not a
-# declared output, so a failed or interrupted job never loses them and the same command resumes.
+# Training: one Ray job per experiment, by its engine (mileage.engines). Checkpoints live in {exp}/run/, which is
+# not a declared output, so a failed or interrupted job never loses them and the same command resumes.
 
 
-rule train_local:
+rule train:
     input:
         unpack(path_of("train_inputs")),
     output:
@@ -11,40 +11,14 @@ rule train_local:
         eval_samples=f"{R}/{{exp}}/train/eval_samples.jsonl",
     log:
         f"{R}/{{exp}}/logs/train.log",
-    wildcard_constraints:
-        exp=LOCAL_EXPS,
     conda:
-        ENV_LOCAL
-    resources:
-        gpu=gpus_of,
-    params:
-        train=lambda w: stage_params.train_params(w.exp, EXPERIMENTS[w.exp], None),
-        run_dir=lambda w: f"{R}/{w.exp}/run",
-    script:
-        "../scripts/train.py"
-
-
-rule train_miles:
-    input:
-        unpack(path_of("train_inputs")),
-    output:
-        done=f"{R}/{{exp}}/train/done.json",
-        events=f"{R}/{{exp}}/train/events.jsonl",
-        eval_samples=f"{R}/{{exp}}/train/eval_samples.jsonl",
-    log:
-        f"{R}/{{exp}}/logs/train.log",
-    wildcard_constraints:
-        exp=MILES_EXPS,
-    conda:
-        ENV_MILES
+        exp_env
     container:
-        MILES_CONTAINER_IMAGE
+        exp_container
     resources:
         gpu=gpus_of,
     params:
-        train=lambda w: stage_params.train_params(
-            w.exp, EXPERIMENTS[w.exp], LAYOUT.card(EXPERIMENTS[w.exp])
-        ),
+        train=params_of("train"),
         run_dir=lambda w: f"{R}/{w.exp}/run",
     script:
         "../scripts/train.py"
@@ -59,12 +33,12 @@ rule export_hf:
     log:
         f"{R}/{{exp}}/logs/export_hf.log",
     wildcard_constraints:
-        exp=MILES_EXPS,
+        exp=EXPORT_EXPS,
     conda:
-        ENV_MILES
+        exp_env
     container:
-        MILES_CONTAINER_IMAGE
+        exp_container
     params:
-        export=lambda w: stage_params.export_params(EXPERIMENTS[w.exp]),
+        export=params_of("export_hf"),
     script:
         "../scripts/export_hf.py"

@@ -3,5 +3,5 @@ from mileage.logs import logged
 from mileage.stages.report import compare
 
 with logged(snakemake.log[0]):
-    compare(snakemake.params.experiments, snakemake.output.scores, snakemake.output.figures, snakemake.params.style,
-            snakemake.params.eval_ks)
+    compare(snakemake.params.experiments, snakemake.output.scores, snakemake.output.figures,
+            snakemake.params.compare["plots"], snakemake.params.compare["eval_ks"])

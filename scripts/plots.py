@@ -6,5 +6,4 @@ from mileage.stages.report import figures
 
 with logged(snakemake.log[0]):
     metrics_dir = str(Path(snakemake.input.tables[0]).parent)
-    figures(snakemake.input.summary, metrics_dir, snakemake.output[0], snakemake.params.style,
-            snakemake.params.eval_k)
+    figures(snakemake.input.summary, metrics_dir, snakemake.output[0], snakemake.params.plots)

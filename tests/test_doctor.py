@@ -29,7 +29,7 @@ def light_env_versions() -> dict[str, str]:
 
 def cpu_facts(**overrides) -> MachineFacts:
     facts = MachineFacts(python="3.12.11", versions=light_env_versions(), torch_version="2.13.0+cpu",
-                         importable={m: False for m, _, _ in doctor.MILES_MODULES})
+                         importable={m: False for m, _, _ in doctor.STACK_MODULES})
     for key, value in overrides.items():
         setattr(facts, key, value)
     return facts
@@ -45,7 +45,7 @@ def gpu_box(n: int = 2, gpu: GpuInfo = RTX5090, arch=("sm_90", "sm_100", "sm_120
         python="3.12.11", versions=versions, torch_version=torch, torch_cuda=cuda, torch_arch_list=list(arch),
         cuda_available=True, gpus=[GpuInfo(i, gpu.name, gpu.capability, gpu.memory_gb) for i in range(n)],
         nccl="2.27.3", driver="580.65", smi_gpus=[f"{gpu.name}, 32607 MiB"] * n,
-        importable={m: stack or m == "ray" for m, _, _ in doctor.MILES_MODULES},
+        importable={m: stack or m == "ray" for m, _, _ in doctor.STACK_MODULES},
     )
 
 
@@ -60,20 +60,20 @@ def rows(report) -> dict[str, doctor.DoctorRow]:
 
 @pytest.fixture
 def plan(monkeypatch):
-    """Install a stand-in for mileage.engines.miles.plan (another part of mileage) with a chosen verdict."""
-    module = types.ModuleType("mileage.engines.miles.plan")
+    """Give the miles engine's memory plan (another part of mileage) a chosen verdict."""
+    from mileage.engines.miles.engine import MilesEngine
+
     calls = []
 
     def set_verdict(fits: bool, summary: str = "needs 40 GiB per GPU"):
-        def estimate_memory(experiment, gpus=None, gpu_memory_gb=None):
+        def memory_plan(self, experiment, name=None, gpus=None, gpu_memory_gb=None):
             calls.append((gpus, gpu_memory_gb))
             return types.SimpleNamespace(
                 fits=fits, summary=summary, problems=[] if fits else [summary],
                 gpu_peak_gib=40.0, gpu_memory_gib=31.8 if not fits else 79.6, host_total_gib=177.0,
             )
 
-        module.estimate_memory = estimate_memory
-        monkeypatch.setitem(sys.modules, "mileage.engines.miles.plan", module)
+        monkeypatch.setattr(MilesEngine, "memory_plan", memory_plan)
         return calls
 
     return set_verdict
@@ -165,7 +165,7 @@ def test_missing_plan_module_is_a_warning(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mileage.engines.miles.plan", None)  # import raises ImportError
     report = doctor.run_doctor(miles_req(tmp_path), gpu_box())
     row = rows(report)["memory plan"]
-    assert (row.status, row.found) == ("WARN", "plan unavailable")
+    assert (row.status, row.found) == ("WARN", "plan failed") and "mileage.engines.miles.plan" in row.hint
 
 
 def test_ray_version_must_match_the_driver(tmp_path, plan):

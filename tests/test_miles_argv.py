@@ -224,7 +224,7 @@ def test_unknown_flags_are_named_with_suggestions(reference, card):
 
 def test_a_secret_in_extra_args_is_refused_not_passed_on(reference, card):
     experiment = _set(reference, ("extra_args",), ["--wandb-key=0123456789abcdef"])
-    with pytest.raises(MilesConfigError, match="miles.extra_args: --wandb-key takes a secret"):
+    with pytest.raises(MilesConfigError, match=r"miles.extra_args\[0\]: --wandb-key takes a secret"):
         build_argv(experiment, card, PATHS)
     with pytest.raises(MilesConfigError, match="--wandb-key"):
         eval_only_argv(experiment, card, PATHS, None, n_samples=4, max_response_len=2048)

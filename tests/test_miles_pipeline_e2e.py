@@ -189,7 +189,7 @@ def test_training_death_fails_the_rule_and_keeps_checkpoints(pipeline):
     repo, dead = pipeline
     output = dead["proc"].stdout + dead["proc"].stderr
     assert dead["proc"].returncode != 0
-    assert "Error in rule train_miles" in output
+    assert "Error in rule train" in output
     assert f"FAKE_MILES_DIE_AT={DIE_AT}: dying at rollout {DIE_AT}" in output  # the job's last lines
     assert dead["tracker"] == str(DIE_AT - 1)
     assert dead["iters"] == [f"iter_{i:07d}" for i in range(SAVE_INTERVAL - 1, DIE_AT, SAVE_INTERVAL)]
@@ -289,7 +289,7 @@ def planned(repo: Path) -> str:
 
 @pytest.mark.parametrize("section, key, value, not_rerun", [
     ("train", "lr", 2e-6, ("fetch_model", "convert_model", "fetch_dataset")),
-    ("rollout", "num_rollout", NUM_ROLLOUT + 2, ("fetch_model", "convert_model", "fetch_dataset", "eval_base_miles")),
+    ("rollout", "num_rollout", NUM_ROLLOUT + 2, ("fetch_model", "convert_model", "fetch_dataset", "eval_base")),
 ])
 def test_a_training_edit_reruns_training_never_download_or_conversion(pipeline, section, key, value, not_rerun):
     repo, _ = pipeline
@@ -302,7 +302,7 @@ def test_a_training_edit_reruns_training_never_download_or_conversion(pipeline, 
         plan = planned(repo)
     finally:
         config_path.write_text(original)
-    assert "train_miles" in plan and "eval_final_miles" in plan, plan[-3000:]
+    assert "train" in plan and "eval_final" in plan, plan[-3000:]
     for rule in not_rerun:
         assert rule not in plan, f"{section}.{key} edit would rerun {rule}:\n{plan[-3000:]}"
 
@@ -319,8 +319,8 @@ def test_a_new_experiment_shares_the_download_and_the_conversion(pipeline):
     finally:
         config_path.write_text(original)
     jobs = job_counts(plan)
-    assert jobs["train_miles"] == 1 and jobs["base_samples"] == 1 and jobs["preflight"] == 1, jobs
-    assert not {"fetch_model", "convert_model", "fetch_dataset", "eval_base_miles"} & set(jobs), jobs
+    assert jobs["train"] == 1 and jobs["base_samples"] == 1 and jobs["preflight"] == 1, jobs
+    assert not {"fetch_model", "convert_model", "fetch_dataset", "eval_base"} & set(jobs), jobs
     assert f"wildcards: exp={EXP}\n" not in plan  # nothing of the finished experiment reruns
 
 

@@ -117,13 +117,13 @@ def test_plot_style_edit_reruns_plots_only(config_restored):
 
 def test_final_eval_samples_edit_reruns_final_eval_report_and_plots(config_restored):
     edit_config(config_restored, lambda c: c["experiments"]["demo"]["final_eval"].update(n_samples_per_prompt=4))
-    assert set(planned_jobs(config_restored)) == {"eval_final_local", "summarize", "report", "plots", "compare", "all"}
+    assert set(planned_jobs(config_restored)) == {"eval_final", "summarize", "report", "plots", "compare", "all"}
 
 
 def test_learning_rate_edit_reruns_training_and_what_follows_only(config_restored):
     edit_config(config_restored, lambda c: c["experiments"]["demo"]["train"].update(lr=0.001))
     jobs = set(planned_jobs(config_restored))
-    assert jobs == {"train_local", "metrics", "eval_final_local", "summarize", "report", "plots", "compare", "all"}
+    assert jobs == {"train", "metrics", "eval_final", "summarize", "report", "plots", "compare", "all"}
 
 
 def test_new_experiment_builds_only_its_jobs(config_restored):
@@ -133,5 +133,5 @@ def test_new_experiment_builds_only_its_jobs(config_restored):
     jobs = planned_jobs(config_restored)
     # Its own chain and the comparison; the demo model, datasets, warm start and the base evaluation of the
     # shared warm-started model are reused (base_samples only copies it under the new name).
-    assert set(jobs) == {"train_local", "metrics", "base_samples", "eval_final_local", "summarize", "report", "plots", "compare", "all"}
+    assert set(jobs) == {"train", "metrics", "base_samples", "eval_final", "summarize", "report", "plots", "compare", "all"}
     assert all(count == 1 for count in jobs.values())

@@ -100,10 +100,9 @@ def test_eval_figure_is_labelled_with_the_in_training_eval_k_not_the_summary_k(t
     monkeypatch.setattr(plots_module, "save_figure", capture)
     write_full_metrics(tmp_path / "metrics")
     (tmp_path / "summary.json").write_text(json.dumps(make_summary()), encoding="utf-8")
-    figures(str(tmp_path / "summary.json"), str(tmp_path / "metrics"), str(tmp_path / "figs"), {"formats": ["png"]}, 4)
+    params = {"plots": {"formats": ["png"]}, "eval": {"n_samples_per_prompt": 4}}
+    figures(str(tmp_path / "summary.json"), str(tmp_path / "metrics"), str(tmp_path / "figs"), params)
     assert labels["eval"] == "avg@4"
-    figures(str(tmp_path / "summary.json"), str(tmp_path / "metrics"), str(tmp_path / "figs2"), {"formats": ["png"]})
-    assert labels["eval"] == "avg@k"
 
 
 def test_training_figures_are_valid_pdf_and_png_of_column_width(tmp_path: Path) -> None:

@@ -1,32 +1,60 @@
-"""The persistent run directory: which edits resume a run and which start afresh (keeping the old run aside)."""
+"""The persistent run directory: which edits continue a run, which start afresh (keeping the old run aside), and
+what a rerun does with a run that already reached, or passed, its num_rollout."""
 
 from __future__ import annotations
 
 import copy
 
+import pytest
+
 from mileage.config import ExperimentResolver
-from mileage.run_dir import prepare_run_dir, training_identity
-from mileage.stages.params import train_params
+from mileage.engines import get_engine
+from mileage.keys import stage_params
+from mileage.run_dir import plan_run, training_identity
+
+LOCAL = get_engine("local")
 
 
 def demo_train(**sections) -> dict:
     config = {"experiments": {"x": {"engine": "local", "model": {"source": "demo"},
                                     "data": {"train": {"source": "demo"}, "eval": {"source": "demo"}}, **sections}}}
-    exp = ExperimentResolver(config).resolve("x")
-    return train_params("x", exp, None)
+    resolver = ExperimentResolver(config)
+    return stage_params("train", "x", resolver.resolve("x"), resolver.config, card=None)
 
 
 def identity_of(train: dict, data_file) -> dict:
     return training_identity(train, {"model": "results/cache/demo-models/m", "train_data": str(data_file)})
 
 
+def plan_after(run_dir, train: dict, data_file, log=lambda _msg: None):
+    return plan_run(run_dir, identity_of(train, data_file), LOCAL, train, log=log)
+
+
 def state_after(run_dir, train: dict, data_file) -> str:
-    return prepare_run_dir(run_dir, identity_of(train, data_file), log=lambda _msg: None)
+    return plan_after(run_dir, train, data_file).state
 
 
-def test_more_rollouts_and_eval_or_save_cadence_resume(tmp_path):
-    data = tmp_path / "train.jsonl"
-    data.write_text('{"prompt": "1+1", "label": "2"}\n')
+def fake_checkpoints(run, train, rollouts, evals=()):
+    """TRL's layout: checkpoint-<optimizer step>/ complete once trainer_state.json exists; eval records per rollout."""
+    steps = train["train"]["num_steps_per_rollout"]
+    for r in rollouts:
+        ckpt = run / "checkpoints" / f"checkpoint-{r * steps}"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        (ckpt / "trainer_state.json").write_text("{}")
+    for r in evals:
+        file = run / "eval_samples" / "data" / f"rollout_{r}.jsonl"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text("")
+
+
+@pytest.fixture
+def data(tmp_path):
+    file = tmp_path / "train.jsonl"
+    file.write_text('{"prompt": "1+1", "label": "2"}\n')
+    return file
+
+
+def test_more_rollouts_and_save_cadence_or_placement_resume(tmp_path, data):
     run = tmp_path / "run"
     base = demo_train()
     assert state_after(run, base, data) == "fresh"
@@ -34,14 +62,24 @@ def test_more_rollouts_and_eval_or_save_cadence_resume(tmp_path):
     edited = copy.deepcopy(base)
     edited["rollout"]["num_rollout"] += 10
     edited["train"]["save_interval"] += 1
-    edited["eval"]["interval"] = None
     edited["resources"]["device"] = "cuda"
+    edited["ray"]["num_cpus"] = 1
     assert state_after(run, edited, data) == "resume"
 
 
-def test_a_learning_rate_edit_starts_afresh_and_keeps_the_old_run(tmp_path):
-    data = tmp_path / "train.jsonl"
-    data.write_text('{"prompt": "1+1", "label": "2"}\n')
+@pytest.mark.parametrize("key, value", [("interval", 7), ("n_samples_per_prompt", 3), ("temperature", 0.5)])
+def test_an_in_training_eval_edit_starts_afresh_never_keeps_old_evaluations(tmp_path, data, key, value):
+    run = tmp_path / "run"
+    base = demo_train()
+    state_after(run, base, data)
+    fake_checkpoints(run, base, [5], evals=[4])
+    edited = copy.deepcopy(base)
+    edited["eval"][key] = value
+    assert state_after(run, edited, data) == "fresh"
+    assert not (run / "eval_samples").exists()
+
+
+def test_a_learning_rate_edit_starts_afresh_and_keeps_the_old_run(tmp_path, data):
     run = tmp_path / "run"
     base = demo_train()
     state_after(run, base, data)
@@ -53,10 +91,8 @@ def test_a_learning_rate_edit_starts_afresh_and_keeps_the_old_run(tmp_path):
     assert len(kept) == 1 and (kept[0] / "events.jsonl").read_text() == "old"
 
 
-def test_more_rollouts_under_a_decaying_learning_rate_start_afresh(tmp_path):
+def test_more_rollouts_under_a_decaying_learning_rate_start_afresh(data):
     # The decay spans num_rollout, so extending the run changes the steps its checkpoints already took.
-    data = tmp_path / "train.jsonl"
-    data.write_text('{"prompt": "1+1", "label": "2"}\n')
     base = demo_train(train={"lr_decay_style": "cosine"})
     longer = copy.deepcopy(base)
     longer["rollout"]["num_rollout"] += 10
@@ -67,13 +103,72 @@ def test_more_rollouts_under_a_decaying_learning_rate_start_afresh(tmp_path):
     assert identity_of(constant, data) == identity_of(longer_constant, data)
 
 
-def test_edited_training_prompts_at_the_same_path_start_afresh(tmp_path):
+def test_edited_training_prompts_at_the_same_path_start_afresh(tmp_path, data):
     # A `source: file` dataset is cached under a key of its path, so only its content tells the edit apart.
-    data = tmp_path / "train.jsonl"
-    data.write_text('{"prompt": "1+1", "label": "2"}\n')
     run = tmp_path / "run"
     train = demo_train()
     state_after(run, train, data)
     (run / "events.jsonl").write_text("")
     data.write_text('{"prompt": "2+2", "label": "4"}\n')
     assert state_after(run, train, data) == "fresh"
+
+
+def test_a_run_at_num_rollout_trains_nothing_more(tmp_path, data):
+    run = tmp_path / "run"
+    train = demo_train(rollout={"num_rollout": 6}, train={"save_interval": 3}, eval={"interval": 3})
+    state_after(run, train, data)
+    fake_checkpoints(run, train, [3, 6], evals=[2, 5])
+    messages = []
+    plan = plan_after(run, train, data, log=messages.append)
+    assert plan.state == "done" and plan.checkpoint.rollouts == 6
+    assert "nothing to train" in messages[-1]
+
+
+def test_a_smaller_num_rollout_uses_the_checkpoint_there(tmp_path, data):
+    run = tmp_path / "run"
+    train = demo_train(rollout={"num_rollout": 6}, train={"save_interval": 3}, eval={"interval": 3})
+    state_after(run, train, data)
+    fake_checkpoints(run, train, [3, 6], evals=[2, 5])
+    shorter = copy.deepcopy(train)
+    shorter["rollout"]["num_rollout"] = 3
+    plan = plan_after(run, shorter, data)
+    assert plan.state == "done" and plan.checkpoint.rollouts == 3
+    assert (run / "checkpoints" / "checkpoint-6").is_dir(), "the longer run's checkpoints are kept"
+
+
+def test_a_smaller_num_rollout_without_a_checkpoint_there_starts_afresh_and_says_why(tmp_path, data):
+    run = tmp_path / "run"
+    train = demo_train(rollout={"num_rollout": 6}, train={"save_interval": 3}, eval={"interval": 3})
+    state_after(run, train, data)
+    fake_checkpoints(run, train, [3, 6], evals=[2, 5])
+    shorter = copy.deepcopy(train)
+    shorter["rollout"]["num_rollout"] = 4
+    messages = []
+    assert plan_after(run, shorter, data, log=messages.append).state == "fresh"
+    assert "trained 6 rollouts and has no checkpoint at rollout 4" in messages[-1]
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("run.superseded-")]
+    assert len(kept) == 1 and (kept[0] / "checkpoints" / "checkpoint-6").is_dir()
+
+
+def test_a_smaller_num_rollout_missing_its_last_evaluation_starts_afresh(tmp_path, data):
+    # A run of 4 rollouts evaluates at its last rollout (3); the longer run evaluated at 1, 3?, 5: with interval 2
+    # it has 1, 3, 5 and the shorter run's evaluations (1, 3) are there; with interval 3 the last (3) is not.
+    run = tmp_path / "run"
+    train = demo_train(rollout={"num_rollout": 6}, train={"save_interval": 2}, eval={"interval": 3})
+    state_after(run, train, data)
+    fake_checkpoints(run, train, [2, 4, 6], evals=[2, 5])
+    shorter = copy.deepcopy(train)
+    shorter["rollout"]["num_rollout"] = 4
+    messages = []
+    assert plan_after(run, shorter, data, log=messages.append).state == "fresh"
+    assert "in-training evaluations" in messages[-1] and "[3]" in messages[-1]
+
+
+def test_an_incomplete_checkpoint_is_not_a_finished_run(tmp_path, data):
+    run = tmp_path / "run"
+    train = demo_train(rollout={"num_rollout": 6}, train={"save_interval": 3}, eval={"interval": None})
+    state_after(run, train, data)
+    fake_checkpoints(run, train, [3])
+    (run / "checkpoints" / "checkpoint-6").mkdir()  # killed while saving: no trainer_state.json
+    plan = plan_after(run, train, data)
+    assert plan.state == "resume" and plan.checkpoint.rollouts == 3

@@ -1,34 +1,25 @@
-"""Which config leaves reach which rule: an edit reruns what it made stale, and nothing else."""
+"""Which config leaves reach which rule: an edit reruns what it made stale, nothing else, and rewriting the YAML
+without changing a value reruns nothing (params are canonical)."""
 
 from __future__ import annotations
 
 import copy
 
 import pytest
+import yaml
 
-from fake_miles.experiments import EXPERIMENTS_DIR, MODELS_DIR, load_experiment, resolve
-from mileage.engines.miles.argv import MilesPaths
-from mileage.engines.miles.launch import eval_entrypoint
-from mileage.models.cards import load_card
-from mileage.engines.miles.plan import estimate_memory
-from mileage.stages.params import eval_params, preflight_params, train_params
+from fake_miles.experiments import EXPERIMENTS_DIR, REPO, load_experiment, resolve
+from mileage.config import ExperimentResolver
+from mileage.layout import Layout
+from mileage.stages.params import rule_params
 
-PATHS = MilesPaths(hf_checkpoint="/c/hf", ref_load="/c/torch_dist", run_dir="/r/checkpoints", prompt_data=None,
-                   eval_data=[("aime", "/d/aime-2024.jsonl")], tensorboard_dir="/r/tb",
-                   debug_event_dir="/r/debug_events", eval_samples_dir="/r/eval_samples")
 SHIPPED = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+LAYOUT = Layout(results="results", base_dir=REPO)
+CONFIG = ExperimentResolver({}).config
 
 
-@pytest.mark.parametrize("name", SHIPPED)
-@pytest.mark.parametrize("which", ["base", "final"])
-def test_miles_eval_params_carry_everything_its_command_line_reads(name, which):
-    exp = load_experiment(name)
-    card = load_card(exp["model"]["card"], MODELS_DIR)
-    params = eval_params(name, exp, which, card)
-    checkpoint = None if which == "base" else "/r/checkpoints/iter_0000009"
-    settings = exp[f"{which}_eval"]
-    assert eval_entrypoint(params, card, PATHS, checkpoint, settings) == eval_entrypoint(
-        exp, card, PATHS, checkpoint, settings)
+def params(stage: str, exp: dict) -> dict:
+    return rule_params(stage, "x", exp, CONFIG, LAYOUT)
 
 
 @pytest.mark.parametrize("section, key, value", [
@@ -38,21 +29,13 @@ def test_miles_eval_params_carry_everything_its_command_line_reads(name, which):
     ("train", "save_interval", 7),
     ("train", "eps_clip_high", 0.3),
     ("train", "kl_loss_coef", 0.01),
+    ("train", "lr", 3e-6),
 ])
 def test_training_only_edits_do_not_rerun_the_miles_base_eval(section, key, value):
     exp = load_experiment(SHIPPED[0])
-    card = load_card(exp["model"]["card"], MODELS_DIR)
     edited = copy.deepcopy(exp)
     edited[section][key] = value
-    assert eval_params("x", edited, "base", card) == eval_params("x", exp, "base", card)
-
-
-@pytest.mark.parametrize("name", SHIPPED)
-def test_preflight_params_carry_everything_the_memory_plan_reads(name):
-    exp = load_experiment(name)
-    card = load_card(exp["model"]["card"], MODELS_DIR)
-    plan = preflight_params(exp, card)
-    assert estimate_memory(plan, plan["card"]).summary == estimate_memory(exp, card).summary
+    assert params("eval_base", edited) == params("eval_base", exp)
 
 
 @pytest.mark.parametrize("section, key, value", [
@@ -62,10 +45,20 @@ def test_preflight_params_carry_everything_the_memory_plan_reads(name):
 def test_training_edits_do_not_rerun_the_preflight_that_orders_the_download(section, key, value):
     # preflight.txt is an input of fetch_model: a preflight rerun refetches and reconverts the model.
     exp = load_experiment(SHIPPED[0])
-    card = load_card(exp["model"]["card"], MODELS_DIR)
     edited = copy.deepcopy(exp)
     edited[section][key] = value
-    assert preflight_params(edited, card) == preflight_params(exp, card)
+    assert params("preflight", edited) == params("preflight", exp)
+
+
+@pytest.mark.parametrize("stage", ["train", "eval_final", "preflight"])
+def test_a_real_value_change_always_reaches_the_rule_that_reads_it(stage):
+    exp = load_experiment(SHIPPED[0])
+    edits = {"train": ("train", "lr", 3e-6), "eval_final": ("final_eval", "n_samples_per_prompt", 4),
+             "preflight": ("resources", "gpu_memory_gb", 47.5)}
+    section, key, value = edits[stage]
+    edited = copy.deepcopy(exp)
+    edited[section][key] = value
+    assert params(stage, edited) != params(stage, exp)
 
 
 def test_miles_settings_do_not_reach_a_local_training_run():
@@ -75,4 +68,44 @@ def test_miles_settings_do_not_reach_a_local_training_run():
     edited = copy.deepcopy(local)
     edited["miles"]["sglang"]["mem_fraction_static"] = 0.5
     edited["tracking"]["wandb"] = True
-    assert train_params("x", edited, None) == train_params("x", local, None)
+    assert params("train", edited) == params("train", local)
+
+
+BLOCK = """
+experiments:
+  demo:
+    model: {source: demo}
+    data: {train: {source: demo}, eval: {source: demo}}
+    train:
+      lr: 0.001        # a comment
+      adam_beta2: 1
+      weight_decay: 0.0
+    rollout: {num_rollout: 5, rollout_batch_size: 4, n_samples_per_prompt: 4}
+plots: {dpi: 300, font_scale: 1}
+"""
+# The same values: keys in another order, flow style, 1.0e-3 for 0.001, 1.0 for 1, no comments.
+FLOW = """
+plots: {font_scale: 1.0, dpi: 300}
+experiments: {demo: {rollout: {n_samples_per_prompt: 4, rollout_batch_size: 4, num_rollout: 5},
+  train: {weight_decay: 0, adam_beta2: 1.0, lr: 1.0e-3}, data: {eval: {source: demo}, train: {source: demo}},
+  model: {source: demo}}}
+"""
+
+
+def all_params(text: str) -> dict:
+    resolver = ExperimentResolver(yaml.safe_load(text), base_dir=REPO)
+    exp = resolver.resolve("demo")
+    stages = ("train", "eval_base", "eval_final", "preflight", "summarize", "report", "plots")
+    return {stage: repr(rule_params(stage, "demo", exp, resolver.config, LAYOUT)) for stage in stages}
+
+
+def test_rewriting_the_yaml_without_changing_a_value_changes_no_params():
+    # Snakemake compares params by repr: key order and number spelling must not show.
+    assert all_params(BLOCK) == all_params(FLOW)
+
+
+def test_a_changed_value_in_the_rewritten_yaml_changes_exactly_its_rules():
+    before, after = all_params(BLOCK), all_params(FLOW.replace("lr: 1.0e-3", "lr: 2.0e-3"))
+    assert {stage for stage in before if before[stage] != after[stage]} == {"train"}
+    before, after = all_params(BLOCK), all_params(FLOW.replace("dpi: 300", "dpi: 200"))
+    assert {stage for stage in before if before[stage] != after[stage]} == {"plots"}

@@ -34,11 +34,11 @@ def test_every_shipped_experiment_dry_runs_and_shares_downloads(tmp_path):
     edit_config(repo, lambda c: c["experiments"].update(experiments))
     jobs = planned_jobs(repo)
     n = len(experiments)
-    assert jobs["train_miles"] == n and jobs["preflight"] == n
-    assert jobs["eval_base_miles"] == n and jobs["eval_final_miles"] == n
+    # One rule per stage whatever the engine: the miles experiments and the demo (still there, untouched).
+    assert jobs["train"] == n + 1 and jobs["preflight"] == n
+    assert jobs["eval_base"] == n + 1 and jobs["eval_final"] == n + 1
     # One model download and one conversion for all GLM-Z1-9B experiments; one fetch per dataset.
     assert jobs["fetch_model"] == 1 and jobs["convert_model"] == 1 and jobs["fetch_dataset"] == 2
-    assert jobs["train_local"] == 1  # the demo is still there, untouched by the others
 
 
 def test_an_experiment_that_cannot_fit_stops_the_dry_run(tmp_path):

@@ -94,6 +94,18 @@ class RayClusterSpec:
     include_dashboard: bool = True
 
 
+def cluster_spec(ray: dict, gpus: int) -> RayClusterSpec:
+    """The cluster of an experiment's `ray:` section; unset ports become free ones (experiments side by side)."""
+    return RayClusterSpec(
+        address=ray["address"],
+        host=ray["host"],
+        port=ray["port"] or free_port(ray["host"]),
+        dashboard_port=ray["dashboard_port"] or free_port(ray["host"]),
+        num_cpus=ray["num_cpus"],
+        num_gpus=gpus,
+    )
+
+
 def ray_cli() -> Path:
     """The `ray` command installed beside the running Python (the same Ray as the one imported)."""
     cli = Path(sys.executable).parent / "ray"

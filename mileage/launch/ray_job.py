@@ -40,14 +40,11 @@ import uuid
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
+from mileage.secrets import is_secret_env_name, is_secret_option
+
 MASK = "***"
 # Shorter "secrets" are not credentials, and masking them would garble every line.
 MIN_SECRET_CHARS = 4
-# Environment variable names that hold secrets: HF_TOKEN, WANDB_API_KEY, AWS_SECRET_ACCESS_KEY, ...
-_SECRET_ENV_NAME = re.compile(r"(^|_)(TOKEN|KEY|SECRET)$|PASSWORD", re.IGNORECASE)
-# Command-line flags that take secrets. Narrower than env names on purpose: miles has
-# --input-key/--label-key (dataset columns) and --max-tokens-per-gpu, which are not secrets.
-_SECRET_FLAG_NAME = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|API_KEY|WANDB_KEY)$", re.IGNORECASE)
 
 TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "STOPPED")
 STOP_WAIT_S = 20.0  # after stop_job: Ray itself escalates to SIGKILL after 3 s
@@ -75,7 +72,7 @@ class RayJobFailed(RayJobError):
 
 def is_secret_name(name: str) -> bool:
     """Whether an environment variable of this name holds a secret (HF_TOKEN, WANDB_API_KEY, ...)."""
-    return bool(_SECRET_ENV_NAME.search(name))
+    return is_secret_env_name(name)
 
 
 def secret_env_values(env: Mapping[str, str]) -> list[str]:
@@ -92,10 +89,7 @@ def redact(text: str, secrets: Sequence[str]) -> str:
 
 
 def _secret_flag(token: str) -> bool:
-    if not token.startswith("-"):
-        return False
-    name = token.lstrip("-").split("=", 1)[0].replace("-", "_")
-    return bool(name) and bool(_SECRET_FLAG_NAME.search(name))
+    return token.startswith("-") and is_secret_option(token)
 
 
 def secret_argv_values(argv: Sequence[str]) -> list[str]:

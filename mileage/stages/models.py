@@ -3,11 +3,12 @@ the memory preflight that runs before any download."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from mileage.atomic import write_text
-from mileage.fetch.hf_snapshot import fetch_snapshot, read_marker
+from mileage.engines import engine_of
+from mileage.fetch.hf_snapshot import fetch_snapshot
+from mileage.paths import model_dir
 from mileage.fetch.revision_lock import resolve_revision
 
 
@@ -22,17 +23,6 @@ def warm_start(base_dir: str, out_dir: str, warm: dict, device: str = "auto") ->
 
     stats = run(base_dir, out_dir, device=device, **warm)
     print(f"mileage: warm start done: {stats}")
-
-
-def model_dir(start_model: str) -> str:
-    """The HF-format directory behind a start-model input: a directory itself, or a fetch marker."""
-    path = Path(start_model)
-    if path.name != "snapshot.json":
-        return str(path)
-    if path.is_file():
-        return read_marker(path)["snapshot_dir"]
-    # Not downloaded yet (e.g. `mileage argv` before the first run): name what will be there.
-    return f"<snapshot of {path.parent.parent.name.replace('--', '/')}@{path.parent.name}>"
 
 
 def fetch_hf_model(marker: str, model: dict, lock: str, cache_dir: str) -> None:
@@ -51,28 +41,23 @@ def fetch_hf_model(marker: str, model: dict, lock: str, cache_dir: str) -> None:
 
 
 def memory_refusal(name: str, plan: dict) -> str | None:
-    """Why experiment `name` cannot fit its hardware (the plan, with what would fit), or None when it fits.
+    """Why experiment `name` cannot fit its hardware (the plan, with what would fit), or None when it fits or its
+    engine needs no plan.
 
-    The pipeline asks this for every miles experiment while Snakemake builds the job graph, so an experiment
-    that cannot fit is refused before any download, whatever else the config holds."""
-    if plan["engine"] != "miles":
-        return None
-    from mileage.engines.miles.plan import estimate_memory
-
-    result = estimate_memory(plan, plan["card"], name=name)
-    if result.fits:
+    The pipeline asks this for every experiment while Snakemake builds the job graph, so an experiment that cannot
+    fit is refused before any download, whatever else the config holds."""
+    result = engine_of(plan).memory_plan(plan, name=name)
+    if result is None or result.fits:
         return None
     return f"experiments.{name}: does not fit the hardware it declares (resources, miles.placement):\n{result.summary}"
 
 
 def preflight(out: str, name: str, plan: dict) -> None:
     """Record the memory plan of an experiment (`mileage plan`) beside its results."""
-    if plan["engine"] != "miles":
-        write_text(out, "local engine: no memory preflight (small models on CPU or one GPU)\n")
+    result = engine_of(plan).memory_plan(plan, name=name)
+    if result is None:
+        write_text(out, f"engine {plan['engine']}: no memory preflight (small models on CPU or one GPU)\n")
         return
-    from mileage.engines.miles.plan import estimate_memory
-
-    result = estimate_memory(plan, plan["card"], name=name)
     print(result.summary)
     if not result.fits:  # refused at graph-building time already; kept for a direct `snakemake <target>`
         raise RuntimeError(f"mileage plan: the experiment does not fit this hardware.\n{result.summary}")
@@ -80,13 +65,5 @@ def preflight(out: str, name: str, plan: dict) -> None:
 
 
 def convert_model(snapshot_marker: str, tracker: str, convert: dict) -> None:
-    """HF -> Megatron torch_dist with miles' converter; finished only when the tracker reads `release`."""
-    from mileage.engines.miles.checkpoints import is_converted
-    from mileage.engines.miles.launch import convert_command
-
-    out_dir = Path(tracker).parent
-    cmd = convert_command(convert["card"], model_dir(snapshot_marker), str(out_dir), **convert["miles"])
-    print("mileage: converting:", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=convert["miles"]["miles_dir"])
-    if not is_converted(out_dir):
-        raise RuntimeError(f"conversion ended but {tracker} does not read 'release': the conversion did not finish")
+    """The engine's conversion of the HF snapshot (miles: HF -> Megatron torch_dist); `tracker` is its marker."""
+    engine_of(convert).convert_model(convert, model_dir(snapshot_marker), tracker)

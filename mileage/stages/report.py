@@ -21,14 +21,17 @@ def metric_tables(events: str, outdir: str) -> None:
     print(f"mileage: wrote {', '.join(str(p) for p in written.values())}")
 
 
-def report(summary: str, metrics_dir: str, out: str, title: str, formats: list[str]) -> None:
-    figures = [f"figures/{name}.png" for name in FIGURES if "png" in formats]
+def report(summary: str, metrics_dir: str, out: str, params: dict) -> None:
+    """`params`: the report rule's keys (mileage.keys); an empty title means "<experiment> on <eval dataset>"."""
+    title = params["report"]["title"] or f"{params['name']} on {params['data']['eval']['name']}"
+    figures = [f"figures/{name}.png" for name in FIGURES if "png" in params["plots"]["formats"]]
     write_report(load_summary(summary), metrics_dir, out, [str(Path(out).parent / f) for f in figures], title)
 
 
-def figures(summary: str, metrics_dir: str, outdir: str, style: dict, eval_k: int | None = None) -> None:
-    """`eval_k`: samples per prompt of the in-training eval (`eval.n_samples_per_prompt`), which labels the
-    eval figure; it is not the summary's k, which counts the stand-alone base/final evaluations."""
+def figures(summary: str, metrics_dir: str, outdir: str, params: dict) -> None:
+    """`params`: the plots rule's keys. The in-training eval's samples per prompt (`eval.n_samples_per_prompt`)
+    label the eval figure; it is not the summary's k, which counts the stand-alone base/final evaluations."""
+    style, eval_k = params["plots"], params["eval"]["n_samples_per_prompt"]
     data = load_summary(summary)
     with atomic_dir(outdir) as tmp:
         written = plot_training(metrics_dir, tmp, style, eval_k=eval_k)

@@ -25,15 +25,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mileage.atomic import atomic_dir
+from mileage.batch import BatchIdentityError, batch_identity
 from mileage.data.problems import Problem, prompt_text, read_problems
+from mileage.engines.local.checkpoints import complete_checkpoints, export_model
 from mileage.engines.local.metric_names import split_logs
 from mileage.engines.local.sampling import resolve_device, sample_records
 from mileage.evaluation.records import write_records
 from mileage.metrics.events import MetricEvent, append_event, drop_after
 from mileage.rewards import get_reward
 
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 LR_SCHEDULES = {"constant": "constant", "linear": "linear", "cosine": "cosine"}
 TRL_KL_ESTIMATORS = ("k3", "low_var_kl")  # what TRL's per-token KL computes
 
@@ -68,10 +68,14 @@ def batch_layout(rollout: dict, train: dict) -> dict[str, int]:
     micro = int(train.get("micro_batch_size") or 1)
     if group < 2:
         raise LocalEngineError(f"job spec: key 'rollout.n_samples_per_prompt' must be >= 2 for GRPO, got {group}")
-    if prompts * group != global_batch * steps:
+    try:
+        filled = batch_identity(rollout, train)
+    except BatchIdentityError as err:
+        raise LocalEngineError(f"job spec: key '{err.key}': {err}") from None
+    if filled != (global_batch, steps):
         raise LocalEngineError(
-            f"job spec: rollout.rollout_batch_size x rollout.n_samples_per_prompt ({prompts} x {group}) must equal "
-            f"train.global_batch_size x train.num_steps_per_rollout ({global_batch} x {steps})"
+            f"job spec: train.global_batch_size x train.num_steps_per_rollout ({global_batch} x {steps}) is not "
+            f"the batch identity's {filled[0]} x {filled[1]}"
         )
     if global_batch % micro:
         raise LocalEngineError(
@@ -198,19 +202,6 @@ def make_reward_func(name: str) -> Callable[..., list[float]]:
 # Resume
 
 
-def complete_checkpoints(checkpoint_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """(optimizer step, path) of every finished checkpoint (trainer_state.json is written last), ascending."""
-    root = Path(checkpoint_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for child in root.iterdir():
-        m = CHECKPOINT_RE.match(child.name)
-        if m and child.is_dir() and (child / "trainer_state.json").exists():
-            found.append((int(m.group(1)), child))
-    return sorted(found)
-
-
 def prepare_resume(run_dir: Path, steps_per_rollout: int) -> Path | None:
     """Latest finished checkpoint (or None), after dropping events and eval samples of later rollouts."""
     checkpoints = complete_checkpoints(run_dir / "checkpoints")
@@ -304,20 +295,28 @@ def events_callback(run_dir: Path, steps_per_rollout: int, num_rollout: int, eva
     return CanonicalEvents()
 
 
+def eval_sampling(eval_cfg: dict) -> dict:
+    """The sampling settings of the in-training evaluation (the `eval` section)."""
+    return {
+        "n_samples": int(eval_cfg.get("n_samples_per_prompt", 1)),
+        "max_new_tokens": int(eval_cfg.get("max_response_len", 1024)),
+        "temperature": float(eval_cfg.get("temperature", 1.0)),
+        "top_p": float(eval_cfg.get("top_p", 1.0)),
+    }
+
+
 def in_training_eval(run_dir: Path, trainer, tokenizer, eval_data: dict, eval_cfg: dict, reward: str,
                      apply_chat_template: bool, seed: int) -> Callable[[int], None]:
     """Evaluate the live policy: eval/<name> = mean reward (avg@k), every sample to eval_samples/."""
     name = eval_data["name"]
     problems = read_problems(eval_data["path"])
     events_path = run_dir / "events.jsonl"
+    sampling = eval_sampling(eval_cfg)
 
     def run(rollout_id: int) -> None:
         records = sample_records(
-            trainer.model, tokenizer, problems,
-            n_samples=int(eval_cfg.get("n_samples_per_prompt", 1)),
-            max_new_tokens=int(eval_cfg.get("max_response_len", 1024)),
-            temperature=float(eval_cfg.get("temperature", 1.0)), top_p=float(eval_cfg.get("top_p", 1.0)),
-            seed=seed, reward=reward, apply_chat_template=apply_chat_template, progress=False,
+            trainer.model, tokenizer, problems, **sampling, seed=seed, reward=reward,
+            apply_chat_template=apply_chat_template, progress=False,
         )
         write_records(run_dir / "eval_samples" / name / f"rollout_{rollout_id}.jsonl", records)
         n = len(records)
@@ -380,14 +379,12 @@ def run_grpo(spec: dict) -> Path:
     if resume_from is not None:
         print(f"[mileage] resuming from {resume_from}", flush=True)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    final = run_dir / "final_model"
-    with atomic_dir(final) as tmp:
-        trainer.model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        special = Path(spec["model_path"]) / "special_tokens_map.json"
-        if special.exists():
-            (tmp / special.name).write_bytes(special.read_bytes())
-    return final
+    # The final model is the checkpoint of the last step (the trainer always saves it), as on a rerun that finds
+    # the run complete: one source for both paths.
+    checkpoints = complete_checkpoints(run_dir / "checkpoints")
+    if not checkpoints:
+        raise LocalEngineError(f"training ended without a checkpoint in {run_dir / 'checkpoints'}")
+    return export_model(checkpoints[-1][1], spec["model_path"], run_dir / "final_model")
 
 
 def load_spec(path: str | os.PathLike) -> dict:

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, Mapping, Sequence
 
+from mileage.batch import BatchIdentityError, batch_identity as _batch_identity
 from mileage.engines.miles.flags import validate_flags
+from mileage.secrets import secret_config_problems
 
 # Defaults of miles' parser that the recipe relies on without spelling them (FACTS sections 1 and 8).
 MILES_DEFAULT_SEED = 1234
@@ -67,27 +69,11 @@ def _opt(args: list[str], flag: str, value: Any) -> None:
 
 
 def batch_identity(experiment: Mapping[str, Any]) -> tuple[int, int]:
-    """(global_batch_size, num_steps_per_rollout), filling the unset side from
-    rollout_batch_size x n_samples_per_prompt = global_batch_size x num_steps_per_rollout."""
-    rollout, train = experiment["rollout"], experiment["train"]
-    samples = rollout["rollout_batch_size"] * rollout["n_samples_per_prompt"]
-    gbs, steps = train.get("global_batch_size"), train.get("num_steps_per_rollout")
-    if gbs is None and steps is None:
-        steps = 1
-    if gbs is None:
-        if samples % steps:
-            raise MilesConfigError(f"train.num_steps_per_rollout={steps} does not divide rollout_batch_size x "
-                                   f"n_samples_per_prompt = {samples}")
-        gbs = samples // steps
-    if steps is None:
-        if samples % gbs:
-            raise MilesConfigError(f"train.global_batch_size={gbs} does not divide rollout_batch_size x "
-                                   f"n_samples_per_prompt = {samples}")
-        steps = samples // gbs
-    if gbs * steps != samples:
-        raise MilesConfigError(f"batch identity broken: rollout_batch_size x n_samples_per_prompt = {samples} but "
-                               f"train.global_batch_size x train.num_steps_per_rollout = {gbs} x {steps}")
-    return gbs, steps
+    """(global_batch_size, num_steps_per_rollout) of an experiment (mileage.batch), as a MilesConfigError."""
+    try:
+        return _batch_identity(experiment["rollout"], experiment["train"])
+    except BatchIdentityError as err:
+        raise MilesConfigError(f"{err.key}: {err}") from None
 
 
 def actor_gpus(miles: Mapping[str, Any]) -> int:
@@ -387,27 +373,9 @@ def _tracking(experiment: Mapping[str, Any]) -> list[str]:
     return args
 
 
-# train.py flags whose value is a credential. In miles.extra_args it would be written to the config, the run's
-# fingerprint.json, Snakemake's params record and Ray's job info (plain text to anyone reaching the dashboard).
-SECRET_FLAGS = ("--wandb-key",)
-
-
-def secret_flag_problem(extra_args: Sequence[str]) -> str | None:
-    """Why `extra_args` must be refused (it passes a credential), or None. The config checks this at load time,
-    before anything is written."""
-    for token in extra_args:
-        flag = token.split("=", 1)[0]
-        if flag in SECRET_FLAGS:
-            return (f"{flag} takes a secret, which must not be in the config (it would reach the run's "
-                    "fingerprint.json, Snakemake's records and Ray's job info); export WANDB_API_KEY where the "
-                    "pipeline (and so the Ray head) starts instead")
-    return None
-
-
 def _extra_args(miles: Mapping[str, Any]) -> list[str]:
-    problem = secret_flag_problem(miles["extra_args"])
-    if problem:
-        raise MilesConfigError(f"miles.extra_args: {problem}")
+    for key, problem in secret_config_problems({"miles": miles}):
+        raise MilesConfigError(f"{key}: {problem}")
     return list(miles["extra_args"])
 
 

@@ -57,3 +57,11 @@ def next_rollout(run_dir: str | os.PathLike) -> int:
     """The rollout a (re)started run begins with: the saved one + 1, or 0."""
     latest = latest_iteration(run_dir)
     return 0 if latest is None else latest + 1
+
+
+def iteration_of(path: str | os.PathLike) -> int | None:
+    """The rollout id of an `iter_NNNNNNN` directory name, or None for any other name."""
+    name = Path(path).name
+    if name.startswith("iter_") and name[5:].isdigit():
+        return int(name[5:])
+    return None

@@ -1,0 +1,125 @@
+"""The local engine (TRL's GRPOTrainer on CPU or one GPU) as an implementation of the engine contract."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from mileage.atomic import write_json
+from mileage.engines.contract import Checkpoint, DoctorNeeds, Engine
+from mileage.engines.local.checkpoints import complete_checkpoints, export_model
+from mileage.metrics.events import MetricEvent, collapse_events, read_events
+from mileage.paths import absolute, final_model, model_dir
+
+# What each stage of this engine reads (mileage.keys derives params and the resume identity from it).
+READS = {
+    "train": (
+        "engine", "seed", "rollout_seed", "data.apply_chat_template", "data.eval.name",
+        "rollout", "train", "eval", "resources.device", "resources.gpus", "ray",
+    ),
+    "eval_base": ("engine", "data.apply_chat_template", "rollout.reward", "resources.device", "base_eval"),
+    "eval_final": ("engine", "data.apply_chat_template", "rollout.reward", "resources.device", "final_eval"),
+    "preflight": ("engine",),
+    "convert_model": (),
+    "export_hf": (),
+}
+
+
+def job_spec(train: Mapping[str, Any], inputs: Mapping[str, str], run_dir: Path) -> dict:
+    """The spec `python -m mileage.engines.local.job` reads: plain values, absolute paths."""
+    return {
+        "experiment": train["name"],
+        "model_path": absolute(model_dir(inputs["model"])),
+        "train_data": absolute(inputs["train_data"]),
+        "eval_data": (
+            {"name": train["data"]["eval"]["name"], "path": absolute(inputs["eval_data"])}
+            if train["eval"]["interval"] else None
+        ),
+        "run_dir": absolute(run_dir),
+        "seed": train["seed"],
+        "rollout_seed": train["rollout_seed"],
+        "data": {"apply_chat_template": train["data"]["apply_chat_template"]},
+        **{key: train[key] for key in ("rollout", "train", "eval", "resources")},
+    }
+
+
+def job_env(threads: int) -> dict:
+    """The local engine's runtime env. Ray starts a job's entrypoint with OMP_NUM_THREADS=1; the engine is the
+    only job on its head, so torch gets the CPUs the head offers (1.5x slower steps on 2 cores otherwise)."""
+    env = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(threads)}
+    return {"env_vars": env}
+
+
+class LocalEngine(Engine):
+    name = "local"
+    env = "local"
+    reads = READS
+
+    def check_config(self, exp: Mapping[str, Any], where: str) -> None:
+        from mileage.config import ConfigError
+
+        if exp["rollout"]["n_samples_per_prompt"] < 2:
+            raise ConfigError(f"{where}.rollout.n_samples_per_prompt: GRPO needs at least 2 samples per prompt, "
+                              f"got {exp['rollout']['n_samples_per_prompt']}")
+
+    def training_job(self, train, inputs, run_dir):
+        spec_path = Path(absolute(run_dir / "job.json"))  # absolute: a Ray job does not run in our working directory
+        write_json(spec_path, job_spec(train, inputs, run_dir))
+        entrypoint = [sys.executable, "-m", "mileage.engines.local.job", str(spec_path)]
+        return entrypoint, job_env(train["ray"]["num_cpus"] or os.cpu_count() or 1)
+
+    def checkpoints(self, train, run_dir):
+        steps = train["train"]["num_steps_per_rollout"]
+        return [Checkpoint(step // steps, path) for step, path in complete_checkpoints(run_dir / "checkpoints")
+                if step % steps == 0]
+
+    def collect_events(self, run_dir: Path) -> list[MetricEvent]:
+        return collapse_events(read_events(run_dir / "events.jsonl", allow_partial_last_line=True))
+
+    def in_training_evals(self, train, num_rollout):
+        interval = train["eval"]["interval"]
+        if not interval:
+            return set()
+        # The callback evaluates at the end of every interval-th rollout and of the last one.
+        return {r for r in range(num_rollout) if (r + 1) % interval == 0 or r == num_rollout - 1}
+
+    def final_model(self, train, inputs, run_dir, checkpoint):
+        out = export_model(checkpoint.path, model_dir(inputs["model"]), run_dir / "final_model")
+        return absolute(out), None
+
+    def evaluate(self, evaluation, inputs, out):
+        from mileage.engines.local.sampling import evaluate_model
+
+        which = evaluation["which"]
+        settings = evaluation[f"{which}_eval"]
+        model = model_dir(inputs["model"]) if which == "base" else final_model(inputs["done"])
+        records = evaluate_model(
+            model,
+            inputs["data"],
+            out,
+            n_samples=settings["n_samples_per_prompt"],
+            max_new_tokens=settings["max_response_len"],
+            temperature=settings["temperature"],
+            top_p=settings["top_p"],
+            seed=settings["seed"],
+            reward=evaluation["rollout"]["reward"],
+            apply_chat_template=evaluation["data"]["apply_chat_template"],
+            device=evaluation["resources"]["device"],
+        )
+        mean = sum(r["reward"] for r in records) / max(len(records), 1)
+        print(f"mileage: {which} eval of {model}: {len(records)} samples, avg@k {mean:.3f}")
+
+    def doctor_needs(self, exp):
+        resources = exp.get("resources") or {}
+        device = resources.get("device", "auto")
+        gpus = resources.get("gpus", 0)
+        return DoctorNeeds(
+            gpus=gpus if device != "cpu" else 0,
+            needs_cuda=device == "cuda",
+            min_free_disk_gb=2.0,
+            python=None,
+            light_env_required=True,
+            needs_nccl=False,
+        )

@@ -1,0 +1,212 @@
+"""One declaration of the config's keys: which rule reads each, and whether a change may continue a training run.
+
+Everything that must agree on config keys derives from here: each rule's `params` (exactly the leaves it reads,
+canonical, so Snakemake reruns what an edit made stale and nothing else), the training run's resume identity
+(what it reads minus what may change under a running run) and `mileage keys`. The engine stages' reads are each
+engine's own declaration (`Engine.reads`); the stages every engine shares are declared here.
+tests/test_keys.py proves the declaration complete by recording what the code reads while it builds each
+rule's work.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Mapping
+
+from mileage.config import _resolve_ref, load_schema
+from mileage.engines import ENGINE_NAMES, get_engine
+from mileage.engines.contract import ENGINE_STAGES
+
+# Top-level config sections that an experiment's rules read beside the experiment's own keys.
+CONFIG_SECTIONS = ("report", "plots")
+
+# What the rules every engine shares read. The cache rules (datasets, demo model, warm start, model download)
+# are keyed by these values through mileage.layout, so an edit elsewhere never rebuilds them.
+SHARED_READS: dict[str, tuple[str, ...]] = {
+    "summarize": ("data.eval.name", "report.bootstrap_samples", "report.bootstrap_seed"),
+    "report": ("data.eval.name", "report.title", "plots.formats"),
+    "plots": ("plots", "eval.n_samples_per_prompt"),
+    "compare": ("plots", "eval.n_samples_per_prompt"),
+    "dataset": ("data.train", "data.eval"),
+    "demo_model": ("model.demo", "seed"),
+    "warm_start": ("warm_start", "data.train.source", "data.train.demo.max_operand", "data.train.demo.operations"),
+    "fetch_model": ("model.source", "model.card", "model.repo", "model.revision", "model.path"),
+}
+
+STAGES = ENGINE_STAGES + tuple(SHARED_READS)
+
+# Keys a training run reads that may change under it: the run continues from its checkpoints (why, beside each).
+# Every other key a training reads starts a fresh run when it changes (the old one kept aside), in-training
+# evaluation settings included: a resumed run never keeps evaluations made with other settings.
+RESUME_SAFE: dict[str, str] = {
+    "rollout.num_rollout": "the absolute number of rollouts: a longer run continues, a shorter one ends at its "
+                           "checkpoint (only under a constant learning rate)",
+    "train.save_interval": "which checkpoints are written",
+    "ray": "where the job runs",
+    "tracking": "trackers",
+    "resources": "the hardware the job asks for",
+    "miles.miles_dir": "where the miles checkout is",
+    "miles.megatron_dir": "where the Megatron-LM checkout is",
+    "miles.python": "which interpreter runs train.py",
+    "miles.container": "which image runs the rules",
+}
+
+# Conditions under which a RESUME_SAFE key is safe, read on the training's own params.
+RESUME_CONDITIONS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    # A decaying schedule spans num_rollout: more rollouts would change the steps already taken.
+    "rollout.num_rollout": lambda params: params["train"]["lr_decay_style"] == "constant",
+}
+
+
+class KeyDeclarationError(ValueError):
+    """A declared key that the schema does not have."""
+
+
+# ---- the schema's leaves ----------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def schema_leaves() -> tuple[str, ...]:
+    """Every leaf of an experiment (`rollout.num_rollout`) and of the config sections rules read (`plots.dpi`).
+    A mapping without declared properties (`miles.sglang.extra`) is one leaf."""
+    schema = load_schema()
+
+    def walk(node: dict, prefix: tuple[str, ...]) -> Iterable[str]:
+        node = _resolve_ref(node, schema)
+        if "properties" in node:
+            for key, child in node["properties"].items():
+                yield from walk(child, prefix + (key,))
+        else:
+            yield ".".join(prefix)
+
+    leaves = [leaf for leaf in walk(schema["$defs"]["experiment"], ()) if leaf != "extends"]
+    for section in CONFIG_SECTIONS:
+        leaves += walk(schema["properties"][section], (section,))
+    return tuple(leaves)
+
+
+def expand(paths: Iterable[str]) -> tuple[str, ...]:
+    """The leaves a list of keys stands for: a leaf itself, a section all the leaves under it."""
+    leaves = schema_leaves()
+    out: list[str] = []
+    for path in paths:
+        matched = [leaf for leaf in leaves if leaf == path or leaf.startswith(path + ".")]
+        if not matched:
+            raise KeyDeclarationError(f"declared key {path!r} is not a key of config/schema.yaml")
+        out += matched
+    return tuple(sorted(set(out)))
+
+
+def stage_reads(stage: str, engine: str) -> tuple[str, ...]:
+    """The leaves rule `stage` reads for an experiment of `engine`."""
+    if stage in SHARED_READS:
+        return expand(SHARED_READS[stage])
+    if stage not in ENGINE_STAGES:
+        raise KeyError(f"no rule {stage!r} (known: {', '.join(STAGES)})")
+    return expand(get_engine(engine).reads[stage])
+
+
+# ---- params ---------------------------------------------------------------------------------------------------------
+
+def canonical(value: Any) -> Any:
+    """Plain values with every mapping's keys sorted: Snakemake compares params by repr, so key order (and with the
+    config's number normalisation, `1.0e-3` vs `0.001` or `1` vs `1.0`) never makes a job stale."""
+    if isinstance(value, Mapping):
+        return {str(k): canonical(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return value
+
+
+def _get(view: Mapping[str, Any], leaf: str) -> Any:
+    node: Any = view
+    for part in leaf.split("."):
+        node = node[part]
+    return node
+
+
+def project(view: Mapping[str, Any], leaves: Iterable[str]) -> dict:
+    """A nested dict of exactly `leaves` of `view`, canonical."""
+    out: dict = {}
+    for leaf in leaves:
+        *parents, last = leaf.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = _get(view, leaf)
+    return canonical(out)
+
+
+def experiment_view(exp: Mapping[str, Any], config: Mapping[str, Any]) -> dict:
+    """An experiment with the config sections its rules read (report, plots) beside its own keys."""
+    return {**exp, **{section: config[section] for section in CONFIG_SECTIONS if section in config}}
+
+
+def stage_params(stage: str, name: str | None, exp: Mapping[str, Any], config: Mapping[str, Any],
+                 **extra: Any) -> dict:
+    """The `params` of rule `stage` for experiment `name`: the leaves it reads, plus `extra` plain values (the
+    experiment's name, the model card, which evaluation) that are not config keys."""
+    view = experiment_view(exp, config)
+    params = project(view, stage_reads(stage, exp["engine"]))
+    return canonical({**params, "name": name, **extra})
+
+
+# ---- resume -----------------------------------------------------------------------------------------------------------
+
+def resume_safe(leaf: str, params: Mapping[str, Any] | None = None) -> bool:
+    """Whether a change of `leaf` may continue an existing run (with `params`, the conditional ones decided)."""
+    for key in RESUME_SAFE:
+        if leaf == key or leaf.startswith(key + "."):
+            condition = RESUME_CONDITIONS.get(key)
+            return condition is None or params is None or condition(params)
+    return False
+
+
+def identity_of(train_params: Mapping[str, Any]) -> dict:
+    """What a training run's checkpoints depend on: its params minus the resume-safe leaves (plus `name`, `card`
+    and any other non-config value the params carry)."""
+    engine = train_params["engine"]
+    keep = [leaf for leaf in stage_reads("train", engine) if not resume_safe(leaf, train_params)]
+    identity = project(train_params, keep)
+    for key, value in train_params.items():
+        if key not in identity and not any(leaf.split(".")[0] == key for leaf in stage_reads("train", engine)):
+            identity[key] = value  # name, card: not config keys
+    return canonical(identity)
+
+
+# ---- the table -------------------------------------------------------------------------------------------------------
+
+def declaration(stage: str | None = None) -> list[tuple[str, list[str], str]]:
+    """(leaf, the rules that read it (engine stages as `rule[engine]`), resume policy) for every leaf, or only for
+    those `stage` reads."""
+    readers: dict[str, list[str]] = {leaf: [] for leaf in schema_leaves()}
+    for rule in STAGES:
+        if stage is not None and rule != stage:
+            continue
+        if rule in SHARED_READS:
+            for leaf in stage_reads(rule, ENGINE_NAMES[0]):
+                readers[leaf].append(rule)
+            continue
+        for engine in ENGINE_NAMES:
+            for leaf in stage_reads(rule, engine):
+                readers[leaf].append(f"{rule}[{engine}]")
+    rows = []
+    for leaf, rules in readers.items():
+        if stage is not None and not rules:
+            continue
+        if any(r.startswith("train[") for r in rules):
+            policy = "continues the run" if resume_safe(leaf) else "starts afresh"
+            if leaf in RESUME_CONDITIONS:
+                policy += " (constant lr only)"
+        else:
+            policy = "-"
+        rows.append((leaf, rules, policy))
+    return rows
+
+
+def format_declaration(rows: list[tuple[str, list[str], str]]) -> str:
+    width = max([len("key")] + [len(leaf) for leaf, _, _ in rows])
+    rules_width = max([len("rules")] + [len(", ".join(r)) for _, r, _ in rows])
+    lines = [f"{'key':<{width}}  {'rules':<{rules_width}}  on a training run", "-" * (width + rules_width + 22)]
+    for leaf, rules, policy in rows:
+        lines.append(f"{leaf:<{width}}  {', '.join(rules) or '(none)':<{rules_width}}  {policy}")
+    return "\n".join(lines) + "\n"

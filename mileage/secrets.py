@@ -1,0 +1,41 @@
+"""The one secrets policy: which names hold credentials, for config validation and log redaction alike.
+
+A credential must come from the environment of the process that needs it, never from the config: a config value
+reaches Snakemake's params records, the run's fingerprint.json and Ray's job info in plain text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator, Mapping, Sequence
+
+# Environment variable names that hold secrets: HF_TOKEN, WANDB_API_KEY, AWS_SECRET_ACCESS_KEY, ...
+SECRET_ENV_NAME = re.compile(r"(^|_)(TOKEN|KEY|SECRET)$|PASSWORD", re.IGNORECASE)
+# Option names (flags, SGLang server arguments) that take secrets. Narrower than env names on purpose: miles has
+# --input-key/--label-key (dataset columns) and --max-tokens-per-gpu, which are not secrets.
+SECRET_OPTION_NAME = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|API_KEY|WANDB_KEY)$", re.IGNORECASE)
+
+_WHY = ("takes a secret, which must not be in the config (it would reach Snakemake's params records, the run's "
+        "fingerprint.json and Ray's job info); export it in the environment that starts the pipeline instead "
+        "(e.g. WANDB_API_KEY)")
+
+
+def is_secret_env_name(name: str) -> bool:
+    return bool(SECRET_ENV_NAME.search(name))
+
+
+def is_secret_option(name: str) -> bool:
+    """`--wandb-key`, `--hf-token=X`, `api_key`: an option (flag or key) whose value is a credential."""
+    name = name.lstrip("-").split("=", 1)[0].replace("-", "_")
+    return bool(name) and bool(SECRET_OPTION_NAME.search(name))
+
+
+def secret_config_problems(exp: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(key path relative to the experiment, why) for every credential a resolved experiment would carry."""
+    extra_args: Sequence[str] = exp["miles"]["extra_args"]
+    for i, token in enumerate(extra_args):
+        if token.startswith("-") and is_secret_option(token):
+            yield f"miles.extra_args[{i}]", f"{token.split('=', 1)[0]} {_WHY}"
+    for key in sorted(exp["miles"]["sglang"]["extra"]):
+        if is_secret_option(key):
+            yield f"miles.sglang.extra.{key}", f"SGLang's {key} {_WHY}"
