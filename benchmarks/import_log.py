@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         times = []
         for run in range(args.runs):
             start = time.perf_counter()
-            report = import_log(log_path, Path(tmp) / f"out{run}", plot=False)
+            report = import_log(log_path, Path(tmp) / f"out{run}")
             times.append(time.perf_counter() - start)
             print(f"run {run + 1}: {times[-1]:.2f} s; rows {report.events}; "
                   f"truncated {report.parse['truncated_lines']}, duplicates {report.parse['duplicate_lines']}")

@@ -84,9 +84,9 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_import_log(args) -> int:
-    from mileage.metrics.import_log import import_log
+    from mileage.stages.import_log import import_log_with_figures
 
-    report = import_log(args.log, args.outdir, plot=not args.no_plots)
+    report = import_log_with_figures(args.log, args.outdir, plot=not args.no_plots)
     print(report.summary())
     return 0
 

@@ -237,7 +237,7 @@ def _write_small_log(path: Path) -> None:
 def test_import_log_writes_the_four_tables(tmp_path):
     log = tmp_path / "train.log"
     _write_small_log(log)
-    report = import_log(log, tmp_path / "out", plot=False)
+    report = import_log(log, tmp_path / "out")
     metrics = tmp_path / "out" / "metrics"
     assert (metrics / "train.tsv").read_text() == "train/step\ttrain/grad_norm\n0\t0.36285679128745674\n"
     assert (metrics / "perf.tsv").read_text() == (
@@ -253,27 +253,33 @@ def test_import_log_writes_the_four_tables(tmp_path):
     assert (tmp_path / "out" / "import_report.json").is_file()
 
 
-def test_import_log_calls_the_plotting_code(tmp_path, monkeypatch):
+def test_import_log_calls_the_plotting_code(tmp_path):
     calls = []
-    fake = types.ModuleType("mileage.report.plots")
-    fake.plot_training = lambda metrics_dir, outdir, style=None: calls.append((metrics_dir, outdir, style)) or [
-        Path(outdir) / "reward.pdf"
-    ]
-    monkeypatch.setitem(sys.modules, "mileage.report.plots", fake)
+
+    def plot(metrics_dir, outdir):
+        calls.append((metrics_dir, outdir))
+        return [Path(outdir) / "reward.pdf"]
+
     log = tmp_path / "train.log"
     _write_small_log(log)
-    report = import_log(log, tmp_path / "out", style={"context": "paper"})
-    assert calls == [(tmp_path / "out" / "metrics", tmp_path / "out" / "report", {"context": "paper"})]
+    report = import_log(log, tmp_path / "out", plot=plot)
+    assert calls == [(tmp_path / "out" / "metrics", tmp_path / "out" / "report")]
     assert report.plots == [tmp_path / "out" / "report" / "reward.pdf"]
 
 
-def test_import_log_without_plotting_code_still_writes_tables(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "mileage.report.plots", None)  # makes the import fail
+def test_import_log_with_figures_draws_the_training_figures(tmp_path):
+    from mileage.stages.import_log import import_log_with_figures
+
     log = tmp_path / "train.log"
     _write_small_log(log)
-    report = import_log(log, tmp_path / "out", plot=True)
-    assert (tmp_path / "out" / "metrics" / "rollout.tsv").is_file()
-    assert report.plots == [] and "unavailable" in report.plot_note
+    report = import_log_with_figures(log, tmp_path / "out", style={"context": "paper"})
+    assert report.plots and all(p.parent == tmp_path / "out" / "report" and p.is_file() for p in report.plots)
+
+
+def test_the_metrics_package_never_imports_the_report_package():
+    # Layering: import-log's figures are composed in mileage.stages, above both.
+    for file in (REPO / "mileage" / "metrics").glob("*.py"):
+        assert "mileage.report" not in file.read_text(), file
 
 
 @pytest.mark.parametrize(
@@ -285,7 +291,7 @@ def test_import_log_rejects_logs_without_metrics(tmp_path, content, message):
     if content is not None:
         log.write_text(content)
     with pytest.raises(LogImportError, match=message):
-        import_log(log, tmp_path / "out", plot=False)
+        import_log(log, tmp_path / "out")
     assert not (tmp_path / "out" / "metrics").exists()
 
 
@@ -293,7 +299,7 @@ def test_import_log_rejects_a_log_whose_metric_lines_all_fail(tmp_path):
     log = tmp_path / "train.log"
     log.write_text("eval x: {'eval/aime': 0.0698958333333333, ....}\n")
     with pytest.raises(LogImportError, match="no metric could be read.*line 1"):
-        import_log(log, tmp_path / "out", plot=False)
+        import_log(log, tmp_path / "out")
 
 
 # ------------------------------------------------------------------------------ the benchmark's synthetic log
@@ -310,7 +316,7 @@ def test_synthetic_log_imports_every_rollout(tmp_path):
     bench = _benchmark_module()
     log = tmp_path / "train.log"
     n_metric = bench.write_synthetic_log(log, n_rollouts=41, steps_per_rollout=2, eval_interval=20)
-    report = import_log(log, tmp_path / "out", plot=False)
+    report = import_log(log, tmp_path / "out")
     assert report.events == {"eval": 3, "perf": 41, "rollout": 41, "train": 82}
     assert report.parse["metric_lines"] == n_metric
     assert report.parse["duplicate_lines"] == 82 + 41  # every step line twice, two perf lines per rollout
@@ -326,7 +332,7 @@ def test_three_thousand_rollouts_import_in_under_five_seconds(tmp_path):
     log = tmp_path / "train.log"
     bench.write_synthetic_log(log, n_rollouts=3000)
     start = time.perf_counter()
-    report = import_log(log, tmp_path / "out", plot=False)
+    report = import_log(log, tmp_path / "out")
     elapsed = time.perf_counter() - start
     assert report.events["rollout"] == 3000
     assert elapsed < 5.0, f"import took {elapsed:.2f} s"

@@ -84,7 +84,7 @@ def test_directory_without_event_files_is_an_error(tmp_path):
 def test_import_log_reads_a_tensorboard_directory(tmp_path):
     tb = tmp_path / "tensorboard"
     _write_three_process_dir(tb)
-    report = import_log(tb, tmp_path / "out", plot=False)
+    report = import_log(tb, tmp_path / "out")
     assert report.source_format == "tensorboard"
     tables = read_tables(tmp_path / "out" / "metrics")
     assert tables["rollout"][2] == {"rollout/raw_reward": 0.5}
@@ -135,6 +135,6 @@ def test_import_log_reads_a_debug_event_directory(tmp_path):
     debug.mkdir()
     _jsonl(debug / "rollout_manager.jsonl",
            [{"type": "metric", "metrics": {"rollout/step": 2, "rollout/raw_reward": 0.5}}])
-    report = import_log(debug, tmp_path / "out", plot=False)
+    report = import_log(debug, tmp_path / "out")
     assert report.source_format == "debug-events"
     assert (tmp_path / "out" / "metrics" / "rollout.tsv").read_text() == "rollout/step\trollout/raw_reward\n2\t0.5\n"

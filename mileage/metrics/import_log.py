@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from mileage.atomic import write_json
 from mileage.metrics.events import MetricEvent, write_events
@@ -90,10 +90,11 @@ def _read_source(path: Path) -> tuple[str, list[MetricEvent], Any]:
 def import_log(
     log_path: str | os.PathLike,
     outdir: str | os.PathLike,
-    plot: bool = True,
-    style: dict | None = None,
+    plot: Callable[[Path, Path], list[Path]] | None = None,
 ) -> ImportReport:
-    """Parse a miles/slime log (or TensorBoard / debug-event directory), write the tables and optionally plots."""
+    """Parse a miles/slime log (or TensorBoard / debug-event directory), write the tables, and the figures when
+    given `plot(metrics_dir, figures_dir)` (the figures are another part of mileage: mileage.stages.import_log
+    composes the two)."""
     path = Path(log_path)
     if not path.exists():
         raise LogImportError(f"{path}: no such log file or directory")
@@ -111,18 +112,11 @@ def import_log(
     for event in events:
         report.events[event.kind] = report.events.get(event.kind, 0) + 1
 
-    if not plot:
+    if plot is None:
         report.plot_note = "not requested"
     else:
-        try:
-            # The plotting code is another part of mileage (and pulls in matplotlib): load it only when asked.
-            from mileage.report.plots import plot_training
-        except ImportError as exc:
-            report.plot_note = f"plotting code unavailable ({exc}); tables were written"
-            log.warning(report.plot_note)
-        else:
-            report.plots = list(plot_training(outdir / "metrics", outdir / "report", style))
-            if not report.plots:
-                report.plot_note = "no plottable metrics"
+        report.plots = list(plot(outdir / "metrics", outdir / "report"))
+        if not report.plots:
+            report.plot_note = "no plottable metrics"
     write_json(outdir / "import_report.json", report.to_dict())
     return report
