@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import yaml
 
 from mileage.batch import BatchIdentityError, batch_identity
 from mileage.engines import get_engine
+from mileage.launch.ray_cluster import remote_host_problem
 from mileage.secrets import secret_config_problems
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
@@ -253,6 +255,11 @@ class ExperimentResolver:
                 raise ConfigError(f"{key}.repo: required when source is 'hf'")
         for key, problem in secret_config_problems(exp):
             raise ConfigError(f"{where}.{key}: {problem}")
+        error, warning = remote_host_problem(exp["ray"]["host"], exp["ray"]["allow_remote"])
+        if error:
+            raise ConfigError(f"{where}.ray.host: {error}")
+        if warning:
+            print(f"mileage: WARNING: {where}.{warning}", file=sys.stderr)
         get_engine(exp["engine"]).check_config(exp, where)
         if exp["warm_start"]["enabled"] and model["source"] != "demo":
             raise ConfigError(f"{where}.warm_start.enabled: the warm start is built for the demo model only")

@@ -180,8 +180,12 @@ def _hf_repos(experiment: dict, models_dir: Path) -> list[HfRepo]:
 def _read_card(path: Path) -> dict:
     import yaml
 
+    from mileage.yaml_strict import DuplicateKeyError, load_yaml_strict
+
     try:
-        card = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        card = load_yaml_strict(path) if path.is_file() else {}
+    except DuplicateKeyError as exc:  # the card is ambiguous: say so rather than judge half of it
+        raise DoctorError(str(exc)) from None
     except yaml.YAMLError:
         return {}
     if not isinstance(card, dict):

@@ -174,3 +174,17 @@ def test_experiment_file_resolves_on_its_own():
     for file in files:
         name, exp = load_experiment(str(file), ROOT / "config" / "config.yaml")
         assert name == file.stem and exp["engine"] == "miles"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "gpu-node-1"])
+def test_a_routable_ray_host_is_refused_unless_allowed(host, capsys):
+    message = error_of(with_demo(ray={"host": host}))
+    assert message.startswith("experiments.demo.ray.host") and "allow_remote" in message and "CVE-2023-48022" in message
+    resolve(with_demo(ray={"host": host, "allow_remote": True}))
+    assert "CVE-2023-48022" in capsys.readouterr().err
+
+
+def test_a_loopback_ray_host_needs_no_permission(capsys):
+    for host in ("127.0.0.1", "localhost", "::1"):
+        resolve(with_demo(ray={"host": host}))
+    assert "WARNING" not in capsys.readouterr().err

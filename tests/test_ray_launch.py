@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from mileage.launch.ray_cluster import (
+    RayClusterConfigError,
     RayClusterSpec,
     RayClusterUnreachable,
     RayPortInUse,
@@ -239,3 +240,21 @@ def test_sigterm_stops_the_job_and_exits_nonzero(head, tmp_path):
     assert time.monotonic() - started < 20
     assert str(client.get_job_status(job_id).value) == "STOPPED"
     assert "stopping ray job" in log.read_text()
+
+
+def test_a_head_on_a_routable_address_is_refused_before_it_starts(tmp_path):
+    # Defence in depth beside the config check: the launcher itself never opens the job API to the network.
+    spec = RayClusterSpec(host="0.0.0.0", port=6390, dashboard_port=8290, temp_dir=str(tmp_path / "ray"))
+    with pytest.raises(RayClusterConfigError, match="CVE-2023-48022"):
+        with ray_cluster(spec, log=lambda _: None):
+            pass
+    assert not (tmp_path / "ray").exists()
+
+
+@pytest.mark.slow
+def test_the_default_temp_dir_is_private_and_removed_when_the_head_stops():
+    spec = RayClusterSpec(port=_free_port(), dashboard_port=_free_port(), num_cpus=1, num_gpus=0)
+    temp_dir = default_temp_dir(spec)
+    with ray_cluster(spec, log=lambda _: None):
+        assert temp_dir.is_dir() and (temp_dir.stat().st_mode & 0o777) == 0o700
+    assert not temp_dir.exists()

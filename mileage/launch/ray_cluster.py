@@ -92,6 +92,7 @@ class RayClusterSpec:
     num_gpus: int | None = None  # None: Ray counts them
     temp_dir: str | None = None  # None: /tmp/mileage-ray-<hash>
     include_dashboard: bool = True
+    allow_remote: bool = False  # a non-loopback host only when the config says so (ray.allow_remote)
 
 
 def cluster_spec(ray: dict, gpus: int) -> RayClusterSpec:
@@ -103,7 +104,23 @@ def cluster_spec(ray: dict, gpus: int) -> RayClusterSpec:
         dashboard_port=ray["dashboard_port"] or free_port(ray["host"]),
         num_cpus=ray["num_cpus"],
         num_gpus=gpus,
+        allow_remote=ray["allow_remote"],
     )
+
+
+REMOTE_RISK = ("Ray's dashboard and job API have no authentication: anyone who can reach {host} can submit a job "
+               "that runs code as this user (CVE-2023-48022)")
+
+
+def remote_host_problem(host: str, allow_remote: bool) -> tuple[str | None, str | None]:
+    """(error, warning) for a head bound to `host`: a routable address is refused unless allowed, and warned about
+    when it is."""
+    if is_loopback(host):
+        return None, None
+    risk = REMOTE_RISK.format(host=host)
+    if not allow_remote:
+        return f"{host!r} is not a loopback address; {risk}. Set ray.allow_remote: true to bind it anyway", None
+    return None, f"ray.host is {host!r}: {risk}"
 
 
 def ray_cli() -> Path:
@@ -189,7 +206,7 @@ def job_api_version(url: str, timeout_s: float = 5.0) -> dict:
     return version
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -276,7 +293,7 @@ class RayHead:
         env.pop("RAY_ADDRESS", None)
         # Ray drains a node for up to 30 s on SIGTERM (for Serve); nothing of ours needs that.
         env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
-        if _is_loopback(self.spec.host):
+        if is_loopback(self.spec.host):
             env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keeps the node IP on loopback
         return env
 
@@ -295,6 +312,8 @@ class RayHead:
 
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         if spec.temp_dir is None:
+            # Ours alone: private (its sockets and logs are this user's), and removed when the head stops.
+            self.temp_dir.chmod(0o700)
             _prune_sessions(self.temp_dir, keep=KEEP_SESSIONS)
         cmd = self.command()
         self.log(f"ray: starting a head on {spec.host}:{spec.port}, dashboard {self.url}, "
@@ -364,6 +383,8 @@ class RayHead:
                 proc.wait()
         self._kill_group(group)
         self.proc = None
+        if self.spec.temp_dir is None:  # the default temp dir is keyed by a port found free: no one else's
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def _kill_group(self, group: int, grace_s: float = 5.0) -> None:
         """Members of the head's process group that outlived it (only ours: the group is ours)."""
@@ -414,6 +435,11 @@ def ray_cluster(
             "ray.include_dashboard is false, but mileage submits its training as a Ray job through "
             "the dashboard's job API; set it to true"
         )
+    error, warning = remote_host_problem(spec.host, spec.allow_remote)
+    if error:
+        raise RayClusterConfigError(f"ray.host: {error}")
+    if warning:
+        log(f"ray: WARNING: {warning}")
     head = RayHead(spec, log)
     url = head.start(start_timeout_s)
     try:
