@@ -51,15 +51,20 @@ def evaluated(run: Path) -> list[int]:
     return sorted(int(p.stem.removeprefix("rollout_")) for p in run.glob("eval_samples/*/rollout_*.jsonl"))
 
 
+def complete(run: Path) -> int:
+    """Finished checkpoints (TRL writes trainer_state.json last)."""
+    return len(list(run.glob("checkpoints/checkpoint-*/trainer_state.json")))
+
+
 # When to kill the job: a condition on the run directory as the job writes it.
 KILL_POINTS = {
     "before the first checkpoint": lambda run: max(rollout_steps(run / "events.jsonl"), default=-1) >= 0
     and not checkpoints(run),
-    "right after a checkpoint": lambda run: len(checkpoints(run)) == 1,
-    "after an in-training eval, before the next checkpoint": lambda run: 3 in evaluated(run)
-    and len(checkpoints(run)) == 1,
+    "right after a checkpoint": lambda run: complete(run) == 1,
+    # Right after the eval at rollout 3: before, during or after the save of the checkpoint at rollout 4.
+    "right after an in-training eval": lambda run: 3 in evaluated(run),
     "in the last rollouts": lambda run: max(rollout_steps(run / "events.jsonl"), default=-1) >= NUM_ROLLOUT - 2
-    and len(checkpoints(run)) == 2,
+    and complete(run) == 2,
 }
 
 

@@ -203,7 +203,7 @@ def test_started_head_is_stopped_on_exit_even_after_an_error():
             raise Boom
     assert _port_is_free(port) and _port_is_free(dashboard_port)
     assert group is not None and not _group_alive(group)
-    assert str(default_temp_dir(spec)).startswith("/tmp/mileage-ray-")
+    assert str(default_temp_dir(spec)).startswith(f"/tmp/mileage-ray-{os.getuid()}/")
 
 
 @pytest.mark.slow
@@ -256,5 +256,5 @@ def test_the_default_temp_dir_is_private_and_removed_when_the_head_stops():
     spec = RayClusterSpec(port=_free_port(), dashboard_port=_free_port(), num_cpus=1, num_gpus=0)
     temp_dir = default_temp_dir(spec)
     with ray_cluster(spec, log=lambda _: None):
-        assert temp_dir.is_dir() and (temp_dir.stat().st_mode & 0o777) == 0o700
+        assert temp_dir.is_dir() and (temp_dir.parent.stat().st_mode & 0o777) == 0o700
     assert not temp_dir.exists()

@@ -26,7 +26,7 @@ Starting a head (``spec.address is None``)
     reach the job without appearing in the job's runtime_env, which Ray's job API shows to anyone
     who can reach the dashboard (see `ray_job.py`).
   * Ray's temp dir must be short: Ray puts unix sockets below it and a socket path is limited to
-    107 bytes. The default is ``/tmp/mileage-ray-<hash of user, host, port>``; Ray makes a fresh
+    107 bytes. The default is ``/tmp/mileage-ray-<uid>/<hash of user, host, port>`` (the parent private to the user; the dir removed when our head stops); Ray makes a fresh
     ``session_*`` directory inside it for every start, with the logs of that run; the newest
     5 are kept.
 
@@ -90,7 +90,7 @@ class RayClusterSpec:
     dashboard_port: int = 8265
     num_cpus: int | None = None  # None: Ray counts them
     num_gpus: int | None = None  # None: Ray counts them
-    temp_dir: str | None = None  # None: /tmp/mileage-ray-<hash>
+    temp_dir: str | None = None  # None: /tmp/mileage-ray-<uid>/<hash>
     include_dashboard: bool = True
     allow_remote: bool = False  # a non-loopback host only when the config says so (ray.allow_remote)
 
@@ -134,9 +134,11 @@ def ray_cli() -> Path:
 
 
 def default_temp_dir(spec: RayClusterSpec) -> Path:
-    """A short temp dir that is the same for the same user, host and GCS port."""
+    """A short temp dir that is the same for the same user, host and GCS port, inside a directory of this user's
+    alone (Ray makes its temp dir world-writable; the private parent keeps other users out of its sockets and
+    logs)."""
     key = f"{os.getuid()}:{spec.host}:{spec.port}"
-    return Path("/tmp") / f"mileage-ray-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+    return Path("/tmp") / f"mileage-ray-{os.getuid()}" / hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
 def dashboard_url(host: str, port: int) -> str:
@@ -310,10 +312,12 @@ class RayHead:
         if spec.port == spec.dashboard_port:
             raise RayClusterConfigError(f"ray.port and ray.dashboard_port are both {spec.port}")
 
+        if spec.temp_dir is None:
+            # Ours alone: in a private parent (its sockets and logs are this user's), removed when the head stops.
+            self.temp_dir.parent.mkdir(mode=0o700, exist_ok=True)
+            self.temp_dir.parent.chmod(0o700)
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         if spec.temp_dir is None:
-            # Ours alone: private (its sockets and logs are this user's), and removed when the head stops.
-            self.temp_dir.chmod(0o700)
             _prune_sessions(self.temp_dir, keep=KEEP_SESSIONS)
         cmd = self.command()
         self.log(f"ray: starting a head on {spec.host}:{spec.port}, dashboard {self.url}, "
