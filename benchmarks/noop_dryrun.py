@@ -49,7 +49,7 @@ def main() -> None:
             extra = Path(tmp, "variants.yaml")
             variants = {f"demo-lr{i}": {"extends": "demo", "train": {"lr": 1.0e-4 * i}} for i in range(1, args.experiments)}
             extra.write_text(yaml.safe_dump({"experiments": variants}))
-            ours_cmd += ["--configfile", str(workdir / "config" / "config.yaml"), str(extra), *DEMO_OUTPUTS]
+            ours_cmd += [*DEMO_OUTPUTS, "--configfile", str(workdir / "config" / "config.yaml"), str(extra)]
             target = 2.0
         probe = subprocess.run(ours_cmd, cwd=workdir, capture_output=True, text=True)
         if "Nothing to be done" not in probe.stdout + probe.stderr:
