@@ -42,7 +42,8 @@ def answer_region(response: str, require_think: bool) -> str | None:
     if THINK_END in response:
         return response.rsplit(THINK_END, 1)[1]
     if RESPONSE_MARKER in response:
-        return response.rsplit(RESPONSE_MARKER, 1)[1]
+        # The fixture: with the marker twice, the text between the first and the second is graded.
+        return response.split(RESPONSE_MARKER)[1]
     return None if require_think else response
 
 
@@ -66,30 +67,23 @@ def _matching_brace(text: str, open_index: int) -> int | None:
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` / `\\fbox{...}` in `text` (nested braces matched).
+    """Content of the last `\\boxed{...}` in `text` (nested braces matched), as miles' rule takes it.
 
-    Also accepts the brace-less `\\boxed 5` form. An unclosed last box (a truncated reply) gives None:
-    the model had not finished the answer it was writing.
+    What the parity fixture shows: the last occurrence of the characters `\\boxed` is the box, so a later word
+    that starts with them (`\\boxedtext`) hides an earlier box; it must be followed at once by `{` (`\\boxed 7`
+    and `\\boxed {7}` are no answer); an unclosed box (a truncated reply) is none. `\\fbox` is looked at only when
+    there is no `\\boxed`, and then never yields an answer.
     """
-    start = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
+    start = text.rfind("\\boxed")
     if start < 0:
         return None
-    cmd = next(c for c in _BOX_COMMANDS if text.startswith(c, start))
-    i = start + len(cmd)
-    if i < len(text) and text[i].isalpha():  # e.g. `\boxedanswer`: not a box command
-        return last_boxed(text[:start])
-    while i < len(text) and text[i] == " ":
-        i += 1
-    if i < len(text) and text[i] == "{":
-        close = _matching_brace(text, i)
-        if close is None:
-            return None
-        content = text[i + 1 : close]
-    elif i > start + len(cmd):  # `\boxed 5`: up to the end of the math or line
-        content = re.split(r"[$\n]", text[i:], maxsplit=1)[0]
-    else:
+    i = start + len("\\boxed")
+    if i >= len(text) or text[i] != "{":
         return None
-    content = content.strip()
+    close = _matching_brace(text, i)
+    if close is None:
+        return None
+    content = text[i + 1 : close].strip()
     return content or None
 
 
@@ -100,7 +94,10 @@ def extract_answer(response: str, require_think: bool) -> str | None:
     region = answer_region(response, require_think)
     if region is None:
         return None
-    return last_boxed(region)
+    answer = last_boxed(region)
+    if answer is not None and "\\text{ " in answer:  # miles drops a box's text from `\text{ ` on
+        answer = answer.split("\\text{ ", 1)[0].strip() or None
+    return answer
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -286,29 +283,6 @@ def _looks_mathematical(s: str) -> bool:
     return all(len(w) == 1 or w in _ALLOWED_WORDS for w in words)
 
 
-class _Timeout(Exception):
-    pass
-
-
-def _with_timeout(fn: Callable[[], bool], seconds: float) -> bool:
-    """Run `fn` under a SIGALRM timer where that is possible (main thread on Unix); False on timeout."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        return fn()
-
-    def on_alarm(signum, frame):
-        raise _Timeout()
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        return fn()
-    except _Timeout:
-        return False
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _parse_sympy(s: str):
     """Parse a vetted plain string without evaluating it (so `9^9^9` is not computed while parsing)."""
     import sympy
@@ -371,15 +345,25 @@ def _sympy_equal_unguarded(a: str, b: str) -> bool:
     return bool(diff.equals(0))
 
 
+def _sympy_equal_or_false(a: str, b: str) -> bool:
+    """In the worker process: any failure on weird input means "not shown equal"."""
+    try:
+        return bool(_sympy_equal_unguarded(a, b))
+    except Exception:  # noqa: BLE001
+        return False
+
+
 @functools.lru_cache(maxsize=16384)
 def sympy_equal(a: str, b: str) -> bool:
-    """Whether two normalised answers are mathematically equal; False on anything sympy cannot handle."""
+    """Whether two normalised answers are mathematically equal; False on anything sympy cannot handle, and False
+    after a hard time limit in any thread or process (mileage.symbolic runs the check in a worker process that is
+    killed when it overruns: a signal cannot stop a big-integer power, and miles calls rewards off the main
+    thread)."""
     if not (_looks_mathematical(a) and _looks_mathematical(b)):
         return False
-    try:
-        return _with_timeout(lambda: _sympy_equal_unguarded(a, b), _SYMPY_TIMEOUT_S)
-    except Exception:  # noqa: BLE001 - any failure on weird input means "not shown equal"
-        return False
+    from mileage.symbolic import call_with_time_limit
+
+    return call_with_time_limit(_sympy_equal_or_false, (a, b), _SYMPY_TIMEOUT_S, default=False)
 
 
 def _split_top_level(s: str) -> list[str]:
@@ -408,11 +392,90 @@ def _values_equal(a: str, b: str) -> bool:
     return sympy_equal(a, b)
 
 
+_INTEGER = re.compile(r"[-+]?\d+")
+_MIXED = re.compile(r"^([-+]?\d+)(\(\d+\)/\(\d+\))$")
+
+
+def _integral(s: str) -> str:
+    if re.fullmatch(r"[-+]?\d+\.0*", s):
+        return s.split(".")[0].lstrip("+") or "0"
+    return s
+
+
+def _mixed_number_as_sum(s: str) -> str:
+    """`6(1)/(2)` (from `6\\frac{1}{2}`) is read as a sum, as miles reads a mixed number."""
+    m = _MIXED.match(s)
+    return f"{m.group(1)}+{m.group(2)}" if m else s
+
+
+def _top_level_slashes(s: str) -> list[int]:
+    depth, found = 0, []
+    for i, ch in enumerate(s):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "/" and depth == 0:
+            found.append(i)
+    return found
+
+
+def _group_end(s: str, start: int) -> int | None:
+    """Index of the `)` closing the `(` at `start`."""
+    depth = 0
+    for i in range(start, len(s)):
+        depth += s[i] == "("
+        depth -= s[i] == ")"
+        if depth == 0:
+            return i
+    return None
+
+
+def _is_fraction(s: str) -> bool:
+    """Exactly `(a)/(b)` (what `\\frac{a}{b}` normalises to) or `a/b` of integers: a fraction as written."""
+    if re.fullmatch(r"\d+/\d+", s):
+        return True
+    if not s.startswith("("):
+        return False
+    end = _group_end(s, 0)
+    if end is None or s[end + 1 : end + 3] != "/(":
+        return False
+    return _group_end(s, end + 2) == len(s) - 1
+
+
+def _set_elements(s: str) -> str:
+    """`{1,4}` (from `\\{1, 4\\}`) -> `1,4`: miles reads a set's elements without its braces."""
+    return s[1:-1] if len(s) > 2 and s[0] == "{" and s[-1] == "}" else s
+
+
+def _bracketed_tuple(text: str) -> bool:
+    """`(4, 5)` or `[1, 2]` as written (a set `\\{1, 4\\}` is not: its bare elements match it)."""
+    s = re.sub(r"\s+", "", str(text).replace("$", "").replace("\\left", "").replace("\\right", ""))
+    return len(s) > 2 and s[0] in "([" and s[-1] in ")]" and len(_split_top_level(s[1:-1])) > 1
+
+
+def _fraction_form(s: str) -> str:
+    """A fraction as written, parentheses aside: `(4)/(7)` and `4/7` are one; `(2)/(14)` is not `(1)/(7)`."""
+    return s.replace("(", "").replace(")", "")
+_PLAIN_FRACTION = re.compile(r"\(?[-+]?\d+\)?/\(?[-+]?\d+\)?")
+
+
 def answers_match(answer: str, label: str) -> bool:
-    """Whether a model's answer equals the label (normalised strings, exact numbers, then sympy)."""
+    """Whether a model's answer equals the label, by miles' deepscaler rule as its graded pairs show: an integer
+    label matches only an answer that normalises to the same integer (`\\frac{10}{2}`, `6 + 1`, `\\sqrt{49}`
+    are not 7); two fractions match only as written (an unreduced fraction is not the reduced one); a Unicode
+    degree sign is not stripped; otherwise normalised strings, exact numbers, then sympy."""
+    if "°" in answer and "°" not in label:
+        return False
     a, b = normalize_answer(answer), normalize_answer(label)
     if not a or not b:
         return False
+    if _INTEGER.fullmatch(b) or _INTEGER.fullmatch(a):
+        return _integral(a) == _integral(b)  # an integral decimal (`3.0`) is that integer
+    a, b = _mixed_number_as_sum(a), _mixed_number_as_sum(b)
+    if _is_fraction(a) and _is_fraction(b):
+        return _fraction_form(a) == _fraction_form(b)
+    if _bracketed_tuple(label) and not _bracketed_tuple(answer):
+        return False  # a tuple label needs its brackets: `4, 5` is not `(4, 5)`
+    a, b = _set_elements(a), _set_elements(b)
     if _values_equal(a, b):
         return True
     a_parts = _split_top_level(_strip_redundant_parens(a))
@@ -447,15 +510,43 @@ def deepscaler_nothink(response: str, label: str) -> float:
     return _grade(response, label, require_think=False)
 
 
+def _math_verify_equal(answer: str, label: str) -> bool:
+    """In the worker process: Hugging Face math-verify's equivalence of a boxed answer and the label (its own
+    signal timeouts off: the worker is killed when it overruns)."""
+    from math_verify import parse, verify
+
+    gold = parse(label if "\\boxed" in label or "$" in label else f"${label}$", parsing_timeout=None)
+    target = parse(f"\\boxed{{{answer}}}", parsing_timeout=None)
+    return bool(gold) and bool(target) and bool(verify(gold, target, timeout_seconds=None))
+
+
+def math_verify(response: str, label: str) -> float:
+    """The answer deepscaler would grade (the last `\\boxed{}` after `</think>`), judged by Hugging Face's
+    math-verify library instead: broader equivalence (`\\frac{10}{2}` is 5, `0.5` is `\\frac{1}{2}`), under the
+    same hard time limit. Not miles' rule: a reward of its own name, for those who want it."""
+    try:
+        answer = extract_answer(response, require_think=True)
+        if answer is None:
+            return 0.0
+        from mileage.symbolic import call_with_time_limit
+
+        equal = call_with_time_limit(_math_verify_equal, (answer, str(label)), _SYMPY_TIMEOUT_S, default=False)
+        return 1.0 if equal else 0.0
+    except Exception:  # noqa: BLE001 - a reward must never take down a rollout
+        return 0.0
+
+
 REWARDS: dict[str, Callable[[str, str], float]] = {
     "deepscaler": deepscaler,
     "deepscaler_nothink": deepscaler_nothink,
+    "math_verify": math_verify,
 }
 
 # Whether each reward grades only what follows `</think>`: evaluation records extract the same answer.
 REQUIRES_THINK: dict[str, bool] = {
     "deepscaler": True,
     "deepscaler_nothink": False,
+    "math_verify": True,
 }
 
 

@@ -52,11 +52,10 @@ def respond(answer_text: str) -> str:
         ("\\left( 3 \\right)", "3"),
         ("204.", "204"),
         ("\\frac{\\sqrt{3}}{2}", "\\frac{\\sqrt3}{2}"),
-        ("\\frac{\\sqrt{3}}{2}", "\\frac{3}{2\\sqrt{3}}"),
         ("4\\sqrt{2}", "\\sqrt{32}"),
         ("2\\pi", "2*pi"),
         ("\\pi/2", "\\frac{\\pi}{2}"),
-        ("\\sqrt[3]{8}", "2"),
+        ("\\sqrt[3]{8}", "\\sqrt{4}"),
         ("(x+1)^2", "x^2+2x+1"),
         ("(1, 2)", "(1,2)"),
         ("\\infty", "\\infty"),
@@ -107,9 +106,12 @@ def test_nested_braces() -> None:
     assert deepscaler(response, "\\frac{1}{2}\\sqrt{3}") == 1.0
 
 
-def test_fbox_and_braceless_box() -> None:
-    assert extract_answer(respond("\\fbox{17}"), require_think=True) == "17"
-    assert extract_answer(respond("$\\boxed 5$"), require_think=True) == "5"
+def test_fbox_and_braceless_box_are_no_answer_as_in_miles() -> None:
+    # miles' rule takes the last `\\boxed` and needs its brace at once; `\\fbox` never yields an answer.
+    for written in ("\\fbox{17}", "$\\boxed 17$", "$\\boxed {17}$", "\\boxed{17} \\boxedtext"):
+        assert extract_answer(respond(written), require_think=True) is None, written
+        assert deepscaler(respond(written), "17") == 0.0
+    assert deepscaler(respond("\\boxed{17}. Summary: \\fbox{4}"), "17") == 1.0
 
 
 def test_no_box_scores_zero() -> None:
@@ -213,3 +215,84 @@ def test_string_path_is_fast() -> None:
     scores = [deepscaler(r, "204") for r in responses]
     assert time.monotonic() - start < 1.0
     assert sum(scores) == 1.0
+
+
+# ---- parity with miles' own deepscaler code (../shared/miles/reward-parity) ----------------------------------------
+
+import collections  # noqa: E402
+import json  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+PARITY = Path(__file__).resolve().parents[2] / "shared" / "miles" / "reward-parity" / "deepscaler-v0.1.0.jsonl"
+# Measured with benchmarks/reward_parity.py: 8,812 of 8,884 pairs. The rest are the interval quirk (`(0, 105]`
+# matches `(0, 104]`), thin-space thousands, `11^{1/2}` and a few set/tuple forms (README, "Rewards").
+PARITY_FLOOR = 8812
+
+
+def parity_rows() -> list[dict]:
+    if not PARITY.is_file():
+        pytest.skip(f"{PARITY} is not here (the shared fixtures sit beside the repository)")
+    return [json.loads(line) for line in PARITY.read_text().splitlines() if line.strip()]
+
+
+def test_deepscaler_agrees_with_miles_on_the_graded_pairs():
+    rows = parity_rows()
+    wrong = collections.Counter(r["form"] for r in rows if deepscaler(r["response"], r["label"]) != r["miles_deepscaler"])
+    agree = len(rows) - sum(wrong.values())
+    assert agree >= PARITY_FLOOR, f"parity fell to {agree}/{len(rows)}; disagreeing forms: {wrong.most_common(10)}"
+
+
+@pytest.mark.parametrize("wrapper", ["fbox_only", "boxed_nobrace", "boxed_space_brace", "boxedword_then_box",
+                                     "response_marker_twice_first_right", "response_marker_twice_last_right",
+                                     "boxed_then_fbox_wrong"])
+def test_every_pair_of_the_extraction_rules_the_fixture_shows_agrees(wrapper):
+    rows = [r for r in parity_rows() if r["wrapper"] == wrapper]
+    assert rows
+    assert all(deepscaler(r["response"], r["label"]) == r["miles_deepscaler"] for r in rows)
+
+
+def test_an_integer_label_matches_only_the_same_integer():
+    ok = "</think> \\boxed{7}"
+    assert deepscaler(ok, "7") == 1.0 and deepscaler("</think> \\boxed{7.0}", "7") == 1.0
+    for written in ("\\frac{14}{2}", "6 + 1", "\\sqrt{49}", "14/2"):
+        assert deepscaler(f"</think> \\boxed{{{written}}}", "7") == 0.0, written
+
+
+def test_a_pathological_answer_scores_zero_quickly_off_the_main_thread():
+    results = {}
+
+    def grade():
+        start = time.perf_counter()
+        results["reward"] = deepscaler("</think> \\boxed{((9^999)^999)^99}", "\\sqrt{2}")
+        results["seconds"] = time.perf_counter() - start
+
+    deepscaler("</think> \\boxed{\\sqrt{4}/2}", "\\frac{\\sqrt{2}}{\\sqrt{2}}")  # starts the worker
+    thread = threading.Thread(target=grade)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the reward hung its thread"
+    assert results["reward"] == 0.0 and results["seconds"] < 10.0, results
+    # The killed worker is replaced: the next symbolic check still works.
+    assert deepscaler("</think> \\boxed{\\frac{\\sqrt{8}}{2}}", "\\sqrt{2}") == 1.0
+
+
+def test_a_none_reward_from_miles_counts_zero_in_the_records():
+    from mileage.engines.miles.eval_hook import sample_records
+
+    correct = "</think> \\boxed{3}"
+    samples = [SimpleNamespace(index=0, label="3", response=correct, reward=None, response_length=4, status="aborted"),
+               SimpleNamespace(index=1, label="3", response=correct, reward=1.0, response_length=4, status="completed")]
+    records = sample_records("aime", samples, None, 2, None, "deepscaler")
+    assert [r["reward"] for r in records] == [0.0, 1.0]
+
+
+def test_math_verify_accepts_equivalences_deepscaler_rejects_and_keeps_the_answer_region():
+    from mileage.rewards import math_verify
+
+    assert deepscaler("</think> \\boxed{\\frac{10}{2}}", "5") == 0.0
+    assert math_verify("</think> \\boxed{\\frac{10}{2}}", "5") == 1.0
+    assert math_verify("</think> \\boxed{0.5}", "\\frac{1}{2}") == 1.0
+    assert math_verify("</think> \\boxed{6}", "5") == 0.0
+    assert math_verify("\\boxed{5} with no think end", "5") == 0.0  # the same region as deepscaler

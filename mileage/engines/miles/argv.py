@@ -28,7 +28,10 @@ MILES_DEFAULT_MICRO_BATCH_SIZE = 1
 EVAL_HOOK = "mileage.engines.miles.eval_hook.log_eval_samples"
 # miles' own reward types by our reward name; a name missing here goes through --custom-rm-path.
 MILES_RM_TYPES = {"deepscaler": "deepscaler"}
-CUSTOM_REWARDS = {"deepscaler_nothink": "mileage.engines.miles.reward_hook.deepscaler_nothink"}
+CUSTOM_REWARDS = {
+    "deepscaler_nothink": "mileage.engines.miles.reward_hook.deepscaler_nothink",
+    "math_verify": "mileage.engines.miles.reward_hook.math_verify",
+}
 
 Groups = list[tuple[str, list[str]]]
 

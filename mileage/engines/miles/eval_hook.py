@@ -82,7 +82,7 @@ def sample_records(name: str, samples: Sequence[Any], truncated: Sequence[Any] |
                    ids: list[str] | None, reward_name: str) -> list[dict[str, Any]]:
     """Per-sample records of one dataset's eval samples."""
     need_think = requires_think(reward_name)
-    grade = get_reward(reward_name)
+    get_reward(reward_name)  # an unknown reward name is an error even when every sample has its reward
     records = []
     for position, sample in enumerate(samples):
         index = getattr(sample, "index", None)
@@ -93,7 +93,9 @@ def sample_records(name: str, samples: Sequence[Any], truncated: Sequence[Any] |
         label = str(getattr(sample, "label", "") or "")
         reward = _as_float(getattr(sample, "reward", None))
         if reward is None:
-            reward = float(grade(response, label))
+            # An errored or aborted sample: miles counts it 0.0 in eval/<name> (FACTS section 5), so the records
+            # do too, and avg@k equals miles' own metric. Never re-graded here.
+            reward = 0.0
         cut = is_truncated(sample)
         if truncated is not None and len(truncated) == len(samples):
             cut = bool(truncated[position])
