@@ -393,6 +393,10 @@ def _values_equal(a: str, b: str) -> bool:
 
 
 _INTEGER = re.compile(r"[-+]?\d+")
+_BRACED_EXPONENT = re.compile(r"\^\{([^{}]*)\}")
+_THOUSANDS_GROUP = re.compile(r"(?<!\\),\s*(\d{3})(?!\d)")
+_THIN_SPACE_IN_NUMBER = re.compile(r"\d\\,\d")
+_MISMATCHED_BRACKETS = re.compile(r"\(\d+\]|\[\d+\)")
 _MIXED = re.compile(r"^([-+]?\d+)(\(\d+\)/\(\d+\))$")
 
 
@@ -465,7 +469,18 @@ def answers_match(answer: str, label: str) -> bool:
     degree sign is not stripped; otherwise normalised strings, exact numbers, then sympy."""
     if "°" in answer and "°" not in label:
         return False
-    a, b = normalize_answer(answer), normalize_answer(label)
+    # miles reads `, NNN` (a comma, then exactly three digits) as a thousands separator, inside tuples too:
+    # `(104, 105)` is the number 104105, and `104, 105` matches it.
+    if _THIN_SPACE_IN_NUMBER.search(answer) and not _THIN_SPACE_IN_NUMBER.search(label):
+        return False  # miles keeps a thin space inside a number: `1\\,099` is not 1099
+    answer, label = _THOUSANDS_GROUP.sub(r"\1", answer), _THOUSANDS_GROUP.sub(r"\1", label)
+    # miles drops the braces of an exponent before its symbolic check: `11^{1/2}` is read as `11^1/2`.
+    answer, label = _BRACED_EXPONENT.sub(r"^\1", answer), _BRACED_EXPONENT.sub(r"^\1", label)
+    if _MISMATCHED_BRACKETS.fullmatch(re.sub(r"\s+", "", label)):
+        # `(0, 104]` merged into `(0104]` is no expression miles can read, and its graded pairs then count every
+        # numeric answer as equal (`0`, `(0, 105]`, `[0, 104]`), though not one with words.
+        return bool(re.fullmatch(r"[-+\d.,()\[\]\s]+", re.sub(r"\\left|\\right|\$", "", answer)))
+    a, b = _set_elements(normalize_answer(answer)), _set_elements(normalize_answer(label))
     if not a or not b:
         return False
     if _INTEGER.fullmatch(b) or _INTEGER.fullmatch(a):
@@ -475,7 +490,6 @@ def answers_match(answer: str, label: str) -> bool:
         return _fraction_form(a) == _fraction_form(b)
     if _bracketed_tuple(label) and not _bracketed_tuple(answer):
         return False  # a tuple label needs its brackets: `4, 5` is not `(4, 5)`
-    a, b = _set_elements(a), _set_elements(b)
     if _values_equal(a, b):
         return True
     a_parts = _split_top_level(_strip_redundant_parens(a))
@@ -495,6 +509,13 @@ def _grade(response: str, label: str, require_think: bool) -> float:
         answer = extract_answer(response, require_think)
         if answer is None:
             return 0.0
+        region = answer_region(response, require_think) or ""
+        boxed = last_boxed(region) or ""
+        if "\\text{ " in boxed and _INTEGER.fullmatch(str(label).strip()):
+            # What is left of a box cut at `\\text{ ` gets no more cleaning in miles: for an integer label it must
+            # be that integer as written (`211 cm`, `0270901`, `\\text{-3}` score 0).
+            written = answer.replace("\\%", "").replace("\\$", "").strip()
+            return 1.0 if written == str(label).strip() else 0.0
         return 1.0 if answers_match(answer, str(label)) else 0.0
     except Exception:  # noqa: BLE001 - a reward must never take down a rollout
         return 0.0

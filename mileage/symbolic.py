@@ -22,12 +22,11 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-# The first call also pays for the worker's start and its imports (sympy): not counted against the limit.
+# A fresh worker's start and imports (sympy, math-verify): its own allowance, never counted against a call's limit.
 START_ALLOWANCE_S = 60.0
 _HEADER = struct.Struct("!I")
 _lock = threading.Lock()
 _worker: subprocess.Popen | None = None
-_warm = False
 
 
 def _send(stream, obj) -> None:
@@ -68,14 +67,35 @@ def _start() -> subprocess.Popen:
                             stdout=subprocess.PIPE, env=env, start_new_session=True)
 
 
+def warm_up() -> bool:
+    """In the worker: import what the checks use, so their time limit never pays for the imports."""
+    import sympy  # noqa: F401
+
+    try:
+        import math_verify  # noqa: F401
+    except ImportError:
+        pass
+    return True
+
+
+def _call(fn_module: str, fn_name: str, args: tuple, seconds: float) -> tuple[bool, Any]:
+    """(answered in time and without error, value) of one call to the worker."""
+    _send(_worker.stdin, (fn_module, fn_name, args))
+    fd = _worker.stdout.fileno()
+    if not select.select([fd], [], [], seconds)[0]:
+        return False, None
+    size = _HEADER.unpack(_read_exact(fd, _HEADER.size))[0]
+    return pickle.loads(_read_exact(fd, size))
+
+
 def _stop() -> None:
-    global _worker, _warm
+    global _worker
     if _worker is not None:
         _worker.kill()
         _worker.wait(timeout=10)
         for stream in (_worker.stdin, _worker.stdout):
             stream.close()
-        _worker, _warm = None, False
+        _worker = None
 
 
 atexit.register(_stop)
@@ -83,25 +103,23 @@ atexit.register(_stop)
 
 def call_with_time_limit(fn: Callable[..., Any], args: tuple, seconds: float, default: Any) -> Any:
     """`fn(*args)` (a module-level function) in the worker process, or `default` when it fails or takes longer
-    than `seconds` (the worker is then killed)."""
-    global _worker, _warm
+    than `seconds` (the worker is then killed, and the next call starts a fresh one)."""
+    global _worker
     with _lock:
-        if _worker is None or _worker.poll() is not None:
-            _stop()
-            _worker = _start()
         try:
-            _send(_worker.stdin, (fn.__module__, fn.__name__, args))
-            fd = _worker.stdout.fileno()
-            limit = seconds if _warm else seconds + START_ALLOWANCE_S
-            if not select.select([fd], [], [], limit)[0]:
+            if _worker is None or _worker.poll() is not None:
                 _stop()
-                return default
-            size = _HEADER.unpack(_read_exact(fd, _HEADER.size))[0]
-            ok, value = pickle.loads(_read_exact(fd, size))
+                _worker = _start()
+                ok, _ = _call(__name__, "warm_up", (), START_ALLOWANCE_S)
+                if not ok:
+                    _stop()
+                    return default
+            ok, value = _call(fn.__module__, fn.__name__, args, seconds)
         except (EOFError, OSError, ValueError):
             _stop()
             return default
-        _warm = True
+        if not ok and value is None:  # out of time: the worker is stuck in the call
+            _stop()
         return value if ok else default
 
 
