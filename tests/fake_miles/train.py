@@ -22,60 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-FLAG_LISTS = Path(__file__).resolve().parents[2] / "mileage" / "engines" / "miles" / "flags"
-GENERATED_PREFIXES = ("--sglang-", "--eval-sglang-", "--router-")
 PID = os.getpid()
 
-
-def known_flags() -> set[str]:
-    flags: set[str] = set()
-    for name in ("miles.txt", "megatron.txt"):
-        for line in (FLAG_LISTS / name).read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                flags.add(line.split()[0])
-    return flags
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the stand-in `miles` package next to this file
+from miles.utils.arguments import parse_args, usage_error  # noqa: E402
 
 
-def usage_error(message: str) -> None:
-    print("usage: train.py [-h] [options]", file=sys.stderr)
-    print(f"train.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def parse(argv: list[str]) -> dict[str, list[str]]:
-    known = known_flags()
-    parsed: dict[str, list[str]] = {}
-    unknown: list[str] = []
-    current = None
-    for token in argv:
-        if token.startswith("--"):
-            flag = token.split("=", 1)[0]
-            if flag not in known and not any(flag.startswith(p) and len(flag) > len(p) for p in GENERATED_PREFIXES):
-                unknown.append(token)
-                current = None
-                continue
-            current = flag
-            parsed[flag] = [] if "=" not in token else [token.split("=", 1)[1]]
-        elif current is not None:
-            parsed[current].append(token)
-        else:
-            unknown.append(token)
-    if unknown:
-        usage_error("unrecognized arguments: " + " ".join(unknown))
-    return parsed
-
-
-def one(args: dict, flag: str, default=None, kind=str):
-    if flag not in args:
-        return default
-    values = args[flag]
-    if len(values) != 1:
-        usage_error(f"argument {flag}: expected one argument")
-    try:
-        return kind(values[0])
-    except ValueError:
-        usage_error(f"argument {flag}: invalid {kind.__name__} value: {values[0]!r}")
+def one(args, flag: str, default=None, kind=str):
+    return args.one(flag, default, kind)
 
 
 class Status(enum.Enum):
@@ -218,20 +172,17 @@ def log_argv(argv: list[str]) -> None:
 
 def main(argv: list[str]) -> int:
     log_argv(argv)
-    args = parse(argv)
-    for flag in ("--rollout-batch-size", "--hf-checkpoint", "--num-layers", "--hidden-size"):
-        if flag not in args:
-            usage_error(f"the following arguments are required: {flag}")
+    try:
+        args = parse_args(argv)
+    except AssertionError as err:  # what miles / Megatron assert while parsing
+        print(f"AssertionError: {err}", file=sys.stderr)
+        return 1
     rbs = one(args, "--rollout-batch-size", kind=int)
     n = one(args, "--n-samples-per-prompt", 1, int)
     gbs = one(args, "--global-batch-size", None, int)
     steps = one(args, "--num-steps-per-rollout", None, int)
     gbs = gbs if gbs is not None else rbs * n // (steps or 1)
     steps = steps if steps is not None else rbs * n // gbs
-    if gbs * steps != rbs * n:
-        print(f"AssertionError: rollout_batch_size x n_samples_per_prompt ({rbs * n}) != global_batch_size x "
-              f"num_steps_per_rollout ({gbs} x {steps})", file=sys.stderr)
-        return 1
     num_rollout = one(args, "--num-rollout", 0, int)
     eval_interval = one(args, "--eval-interval", None, int)
     if num_rollout > 0 and "--prompt-data" not in args:

@@ -1,0 +1,1 @@
+"""The stand-in miles package (tests only): what `train.py` and mileage doctor import."""
