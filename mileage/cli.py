@@ -48,18 +48,13 @@ def cmd_plan(args) -> int:
 
 
 def cmd_argv(args) -> int:
-    from mileage.engines import engine_of
-    from mileage.layout import Layout
-    from mileage.stages.params import experiment_paths, rule_params
+    from mileage.stages.job import train_job
 
     name, exp = _experiment(args)
-    config = _config(args)
     # Exactly what the train rule submits: the same params and the same paths.
-    layout = Layout(results=args.results_dir, base_dir=Path(args.config).resolve().parent.parent)
-    params = rule_params("train", name, exp, config, layout)
-    inputs = experiment_paths(layout, name, exp, config)["train_inputs"]
+    job = train_job(name, exp, args.config, args.results_dir)
     try:
-        argv = engine_of(exp).job_argv(params, inputs, Path(args.results_dir) / name / "run")
+        argv = job.argv()
     except NotImplementedError as exc:
         raise ConfigError(f"{name}: {exc}") from None
     for token in argv:
@@ -80,7 +75,7 @@ def cmd_doctor(args) -> int:
     from mileage.doctor import main_doctor
 
     name, exp = _experiment(args) if args.experiment else (None, None)
-    return main_doctor(exp, Path(args.results_dir), name=name)
+    return main_doctor(exp, Path(args.results_dir), name=name, config_path=args.config)
 
 
 def cmd_import_log(args) -> int:

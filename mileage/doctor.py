@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, TextIO
+from typing import Any, Callable, Literal, TextIO
 
 from mileage import pins
 from mileage.engines import ENGINE_NAMES, get_engine
@@ -99,6 +99,9 @@ class DoctorRequirements:
     experiment: dict | None = None
     check_network: bool = True
     needs: DoctorNeeds | None = None  # the engine's word on the rest (None = only the light environment)
+    job: Any = None  # mileage.stages.job.TrainJob: the training job as the train rule builds it (None: not asked)
+    job_error: str | None = None  # why the job could not be built
+    parse_timeout_s: float = 180.0  # miles imports Megatron, Transformer Engine and SGLang before it parses
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,10 @@ def requirements_for_experiment(
     name: str | None = None,
     hf_lock: Path | str = "config/hf.lock.json",
     models_dir: Path | str = "config/models",
+    config_path: Path | str | None = None,
 ) -> DoctorRequirements:
-    """Translate a resolved experiment (engine, resources, model, data) into machine requirements."""
+    """Translate a resolved experiment (engine, resources, model, data) into machine requirements. With
+    `config_path`, also the training job as the train rule would build it (its argv goes to miles' parser)."""
     if not isinstance(experiment, dict):
         raise DoctorError(f"experiment {name or ''}: expected a mapping, got {type(experiment).__name__}")
     where = f"experiments.{name}" if name else "experiment"
@@ -145,7 +150,17 @@ def requirements_for_experiment(
     if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
         raise DoctorError(f"{where}.resources.gpus: expected a non-negative integer, got {gpus!r}")
     needs = get_engine(engine).doctor_needs(experiment)
+    job, job_error = None, None
+    if config_path is not None:
+        from mileage.stages.job import train_job
+
+        try:
+            job = train_job(name or experiment.get("name") or "experiment", experiment, config_path, results_dir)
+        except Exception as exc:  # noqa: BLE001 - a job that cannot be built is a finding, not a crash
+            job_error = f"{type(exc).__name__}: {exc}"
     return DoctorRequirements(
+        job=job,
+        job_error=job_error,
         experiment_name=name or experiment.get("name"),
         engine=engine,
         gpus=needs.gpus,
@@ -278,6 +293,7 @@ def run_doctor(requirements: DoctorRequirements, facts: MachineFacts | None = No
         engine = get_engine(requirements.engine)
         _check_stack(report, facts, engine.stack_modules)
         _check_plan(report, requirements, facts, engine)
+        _check_program_args(report, requirements, facts)
     _check_disk(report, requirements)
     _check_hub(report, requirements)
     return report
@@ -457,6 +473,89 @@ def _check_plan(report: DoctorReport, req: DoctorRequirements, facts: MachineFac
                "" if plan.fits else "; ".join(plan.problems) + " (`mileage plan` says what would fit)")
 
 
+# The training program's own parser, in its own interpreter: `sys.argv` as train.py would see it, nothing launched.
+# Exit 0 = accepted; any other status = refused (argparse exits 2, miles' and Megatron's asserts exit 1), except
+# NOT_IMPORTABLE_STATUS, which this snippet itself uses when the parser cannot even be imported.
+NOT_IMPORTABLE_STATUS = 3
+_NOT_IMPORTABLE = "mileage-doctor: parser not importable: "
+_PARSE_PROGRAM = f"""\
+import sys
+sys.argv = ["train.py", *sys.argv[1:]]
+try:
+    from miles.utils.arguments import parse_args
+except ImportError as exc:
+    print({_NOT_IMPORTABLE!r} + type(exc).__name__ + ": " + str(exc), file=sys.stderr)
+    sys.exit({NOT_IMPORTABLE_STATUS})
+parse_args()
+"""
+
+
+@dataclass(frozen=True)
+class ParseVerdict:
+    verdict: Literal["accepted", "refused", "not importable", "no answer"]
+    message: str = ""
+
+
+def parse_with_program(argv: list[str], python: str, cwd: str | None, env_vars: dict[str, str],
+                       timeout_s: float) -> ParseVerdict:
+    """Run miles' `parse_args` on `argv` in `python` (cwd = the miles checkout when it exists here). The job's own
+    environment variables are added to this one's, secrets left out: parsing needs none."""
+    from mileage.secrets import scrubbed_environ
+
+    env = scrubbed_environ(os.environ)
+    for key, value in env_vars.items():
+        env[key] = value + os.pathsep + env[key] if key == "PYTHONPATH" and env.get(key) else str(value)
+    try:
+        done = subprocess.run([python, "-c", _PARSE_PROGRAM, *argv], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        return ParseVerdict("not importable", f"no interpreter {python!r} here")
+    except subprocess.TimeoutExpired:
+        return ParseVerdict("no answer", f"parse_args gave no verdict within {timeout_s:g} s")
+    lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    if done.returncode == 0:
+        return ParseVerdict("accepted")
+    marked = [line for line in lines if line.startswith(_NOT_IMPORTABLE)]
+    if done.returncode == NOT_IMPORTABLE_STATUS and marked:
+        return ParseVerdict("not importable", marked[-1].removeprefix(_NOT_IMPORTABLE))
+    errors = [line for line in lines if "error:" in line or "Error" in line]
+    return ParseVerdict("refused", (errors or lines or [f"exit status {done.returncode}"])[-1].strip())
+
+
+def _check_program_args(report: DoctorReport, req: DoctorRequirements, facts: MachineFacts) -> None:
+    """The experiment's argv, in the job's environment (CUDA_DEVICE_MAX_CONNECTIONS, PYTHONPATH, ...), through the
+    installed miles' own parser. Not importable: a WARN on a machine that
+    cannot run the experiment anyway (a CPU or submit host: the check happens on the GPU machine), a FAIL where
+    its GPUs are (this is where it is about to run, and train.py would not start)."""
+    check = "miles parse_args"
+    if req.job is None:
+        if req.job_error:
+            report.add(check, "the train job's argv", "job not built", "WARN", req.job_error)
+        return
+    process = req.job.engine.job_process(req.job.params, req.job.inputs, req.job.run_dir)
+    if process is None:
+        return  # the engine's training runs inside mileage's own interpreter: no program to ask
+    try:
+        argv = req.job.argv()
+    except NotImplementedError:
+        return
+    python, program_dir, env_vars = process
+    cwd = program_dir if Path(program_dir).is_dir() else None
+    result = parse_with_program(argv, python, cwd, env_vars, req.parse_timeout_s)
+    expected = f"accepted ({python}, {len(argv)} tokens)"
+    if result.verdict == "accepted":
+        report.add(check, expected, "accepted", "OK")
+    elif result.verdict == "refused":
+        report.add(check, expected, "refused", "FAIL", f"miles says: {result.message}")
+    elif result.verdict == "no answer":
+        report.add(check, expected, "no verdict", "WARN", result.message)
+    else:
+        here = bool(facts.gpus) and len(facts.gpus) >= req.gpus
+        report.add(check, expected, "miles not importable", "FAIL" if here else "WARN",
+                   f"{result.message}; " + ("install miles into that interpreter (envs/README.md)" if here else
+                                            "checked on the GPU machine that runs it (run mileage doctor there)"))
+
+
 def _check_disk(report: DoctorReport, req: DoctorRequirements) -> None:
     probe = req.results_dir.resolve()
     while not probe.exists() and probe != probe.parent:
@@ -583,12 +682,14 @@ def main_doctor(
     hf_lock: Path | str = "config/hf.lock.json",
     stream: TextIO | None = None,
     probe: Callable[[], MachineFacts] = probe_machine,
+    config_path: Path | str | None = None,
 ) -> int:
     """Print the doctor's table for `experiment` (None: the light environment only); return the exit code."""
     if experiment is None:
         req = DoctorRequirements(results_dir=Path(results_dir))
     else:
-        req = requirements_for_experiment(experiment, results_dir=results_dir, name=name, hf_lock=hf_lock)
+        req = requirements_for_experiment(experiment, results_dir=results_dir, name=name, hf_lock=hf_lock,
+                                          config_path=config_path)
     report = run_doctor(req, probe())
     (stream or sys.stdout).write(format_table(report))
     return report.exit_code

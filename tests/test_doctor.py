@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import io
 import socket
 import sys
@@ -269,3 +270,91 @@ def test_light_env_pins_come_from_pyproject():
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
     expected = {pins.normalise(d.split("[")[0].split("==")[0]): d.split("==")[1] for d in project["dependencies"]}
     assert pins.light_env_pins() == expected
+
+
+# ---- miles' own parser on the experiment's argv (the stand-in miles of tests/fake_miles plays the installed one)
+
+REPO = Path(__file__).resolve().parents[1]
+FAKE_MILES = REPO / "tests" / "fake_miles"
+H100 = GpuInfo(0, "NVIDIA H100 80GB HBM3", (9, 0), 79.6)
+
+
+def shipped_miles_req(tmp_path: Path, file: Path) -> doctor.DoctorRequirements:
+    from mileage.config import load_experiment
+
+    name, exp = load_experiment(str(file), REPO / "config" / "config.yaml")
+    req = doctor.requirements_for_experiment(exp, tmp_path / "results", name=name,
+                                             config_path=REPO / "config" / "config.yaml")
+    assert req.job is not None, req.job_error
+    return req
+
+
+def miles_experiment_files():
+    from mileage.config import load_experiment
+
+    files = sorted((REPO / "config" / "experiments").glob("*.yaml"))
+    return [f for f in files if load_experiment(str(f), REPO / "config" / "config.yaml")[1]["engine"] != "local"]
+
+
+@pytest.mark.parametrize("file", miles_experiment_files(), ids=lambda f: f.stem)
+def test_installed_miles_accepts_every_shipped_experiments_argv(tmp_path, monkeypatch, file):
+    monkeypatch.setenv("PYTHONPATH", str(FAKE_MILES))
+    report = doctor.run_doctor(shipped_miles_req(tmp_path, file), cpu_facts())
+    row = rows(report)["miles parse_args"]
+    assert (row.found, row.status) == ("accepted", "OK"), row
+
+
+def test_installed_miles_refusal_is_shown_and_fails(tmp_path, monkeypatch):
+    # A flag only miles' FSDP parser has, on the Megatron backend: the stand-in refuses it as argparse does.
+    exp_file = tmp_path / "fsdp-flag.yaml"
+    exp_file.write_text(f"extends: {REPO / 'config/experiments/glm-z1-9b-8xh100.yaml'}\n"
+                        "miles:\n  extra_args: [--fsdp-cpu-offload]\n")
+    monkeypatch.setenv("PYTHONPATH", str(FAKE_MILES))
+    report = doctor.run_doctor(shipped_miles_req(tmp_path, exp_file), cpu_facts())
+    row = rows(report)["miles parse_args"]
+    assert (row.found, row.status) == ("refused", "FAIL")
+    assert "unrecognized arguments: --fsdp-cpu-offload" in row.hint
+    assert report.exit_code == 1
+
+
+def test_parse_runs_in_the_jobs_environment(tmp_path, monkeypatch):
+    # Megatron asserts CUDA_DEVICE_MAX_CONNECTIONS=1 for tensor parallelism on Hopper: the verdict must come from
+    # the environment the job gets, not from the doctor's own.
+    monkeypatch.setenv("PYTHONPATH", str(FAKE_MILES))
+    monkeypatch.delenv("CUDA_DEVICE_MAX_CONNECTIONS", raising=False)
+    req = shipped_miles_req(tmp_path, REPO / "config/experiments/glm-z1-9b-8xh100.yaml")
+    argv = req.job.argv()
+    bare = doctor.parse_with_program(argv, sys.executable, None, {}, 60)
+    assert bare.verdict == "refused" and "CUDA_DEVICE_MAX_CONNECTIONS" in bare.message
+    assert rows(doctor.run_doctor(req, cpu_facts()))["miles parse_args"].status == "OK"
+
+
+@pytest.mark.parametrize("facts, status", [(cpu_facts(), "WARN"), (gpu_box(n=8, gpu=H100), "FAIL")],
+                         ids=["cpu-box", "gpu-box"])
+def test_miles_not_importable_warns_off_the_gpu_box_and_fails_on_it(tmp_path, monkeypatch, facts, status):
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    report = doctor.run_doctor(shipped_miles_req(tmp_path, REPO / "config/experiments/glm-z1-9b-8xh100.yaml"),
+                               facts)
+    row = rows(report)["miles parse_args"]
+    assert (row.found, row.status) == ("miles not importable", status)
+    assert "No module named 'miles'" in row.hint
+
+
+def test_a_parser_that_hangs_gets_no_verdict(tmp_path):
+    (tmp_path / "miles" / "utils").mkdir(parents=True)
+    (tmp_path / "miles" / "__init__.py").write_text("")
+    (tmp_path / "miles" / "utils" / "__init__.py").write_text("")
+    (tmp_path / "miles" / "utils" / "arguments.py").write_text("import time\ndef parse_args():\n    time.sleep(60)\n")
+    verdict = doctor.parse_with_program(["--lr", "1e-6"], sys.executable, str(tmp_path), {}, timeout_s=1)
+    assert verdict.verdict == "no answer" and "1 s" in verdict.message
+
+
+def test_cli_doctor_shows_the_miles_verdict(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(FAKE_MILES))
+    monkeypatch.chdir(REPO)
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    from mileage.cli import main
+
+    main(["--results-dir", str(tmp_path / "results"), "doctor", "config/experiments/glm-z1-9b-8xh100.yaml"])
+    assert re.search(r"miles parse_args\s+accepted \(python3?.*tokens\)\s+accepted\s+OK", out.getvalue())

@@ -95,6 +95,12 @@ class Engine(ABC):
         """The training program's own command line (`mileage argv`), built exactly as the train rule builds it."""
         raise NotImplementedError(f"engine {self.name} has no command line of its own (it runs a job spec)")
 
+    def job_process(self, train: Mapping[str, Any], inputs: Mapping[str, str],
+                    run_dir: Path) -> tuple[str, str, dict[str, str]] | None:
+        """(Python, working directory, environment variables) of the training program's own process, where it has
+        one: mileage doctor runs the program's own argument parser there on `job_argv`. None: no such program."""
+        return None
+
     @abstractmethod
     def checkpoints(self, train: Mapping[str, Any], run_dir: Path) -> list[Checkpoint]:
         """The run's complete checkpoints, ascending by rollouts trained."""

@@ -147,6 +147,12 @@ class MilesEngine(Engine):
 
         return build_argv(train, train["card"], miles_paths(train, inputs, run_dir))
 
+    def job_process(self, train, inputs, run_dir):
+        from mileage.engines.miles.runtime_env import runtime_env
+
+        env = runtime_env(train, miles_paths(train, inputs, run_dir))["env_vars"]
+        return train["miles"]["python"], train["miles"]["miles_dir"], env  # train.py's dir leads its sys.path
+
     def checkpoints(self, train, run_dir):
         # Every save up to the tracker's iteration is complete (the tracker is written after each save);
         # a directory past it is a save that was cut off.
