@@ -39,3 +39,33 @@ def secret_config_problems(exp: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     for key in sorted(exp["miles"]["sglang"]["extra"]):
         if is_secret_option(key):
             yield f"miles.sglang.extra.{key}", f"SGLang's {key} {_WHY}"
+
+
+# ---- environment variables --------------------------------------------------------------------------------------
+# Which secret a job may inherit, by what the job does. Every other secret-looking variable (SECRET_ENV_NAME) is
+# dropped from the environment of the Ray head we start, so its jobs never see it. HF_TOKEN is never on the list:
+# downloads happen in the fetch rules, outside Ray.
+JOB_SECRETS: dict[str, str] = {
+    "WANDB_API_KEY": "tracking.wandb",
+}
+
+
+def job_secret_names(params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The secret variables a job with these params needs (WANDB_API_KEY only when tracking.wandb is on)."""
+    needed = []
+    for name, key in JOB_SECRETS.items():
+        section, leaf = key.split(".")
+        if (params.get(section) or {}).get(leaf):
+            needed.append(name)
+    return tuple(needed)
+
+
+def scrubbed_environ(environ: Mapping[str, str], keep: Sequence[str] = ()) -> dict[str, str]:
+    """`environ` without its secret-looking variables, except the names in `keep` (what the job needs)."""
+    return {k: v for k, v in environ.items() if k in keep or not is_secret_env_name(k)}
+
+
+def secret_env_problems(env_vars: Mapping[str, str]) -> list[str]:
+    """Secret-looking names in a job's runtime_env.env_vars: Ray's job API returns env_vars in plain text to anyone
+    who reaches the dashboard, so a secret travels through the head's environment instead."""
+    return sorted(k for k in env_vars if is_secret_env_name(k))

@@ -23,15 +23,18 @@ from mileage.launch.ray_cluster import (
     RayClusterSpec,
     RayClusterUnreachable,
     RayPortInUse,
+    auth_headers,
     default_temp_dir,
     job_api_version,
     ray_cluster,
 )
-from mileage.launch.ray_job import RayJobFailed, redact, run_job, secret_env_values
+from mileage.launch.ray_job import RayJobError, RayJobFailed, redact, run_job, secret_env_values
 
 HEAD_PORT, HEAD_DASHBOARD_PORT = 6390, 8275
-# Inherited by the head from the environment it starts in: the documented way to pass secrets.
-INHERITED_SECRET_NAME, INHERITED_SECRET = "MILEAGE_TEST_TOKEN", "inherited-" + uuid.uuid4().hex
+# In the environment the head starts in: the head's jobs inherit the one the job needs (WANDB_API_KEY, as for a
+# tracked run) and never see the other secrets.
+INHERITED_SECRET_NAME, INHERITED_SECRET = "WANDB_API_KEY", "inherited-" + uuid.uuid4().hex
+DROPPED = {"HF_TOKEN": "hf-" + uuid.uuid4().hex, "MILEAGE_TEST_TOKEN": "other-" + uuid.uuid4().hex}
 
 
 def _free_port() -> int:
@@ -60,17 +63,19 @@ def _group_alive(pgid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def head() -> str:
-    old = os.environ.get(INHERITED_SECRET_NAME)
-    os.environ[INHERITED_SECRET_NAME] = INHERITED_SECRET
-    spec = RayClusterSpec(port=HEAD_PORT, dashboard_port=HEAD_DASHBOARD_PORT, num_cpus=1, num_gpus=0)
+    saved = {name: os.environ.get(name) for name in (INHERITED_SECRET_NAME, *DROPPED)}
+    os.environ.update({INHERITED_SECRET_NAME: INHERITED_SECRET, **DROPPED})
+    spec = RayClusterSpec(port=HEAD_PORT, dashboard_port=HEAD_DASHBOARD_PORT, num_cpus=1, num_gpus=0,
+                          secrets=(INHERITED_SECRET_NAME,))
     try:
         with ray_cluster(spec) as url:
             yield url
     finally:
-        if old is None:
-            os.environ.pop(INHERITED_SECRET_NAME, None)
-        else:
-            os.environ[INHERITED_SECRET_NAME] = old
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
 
 
 # -- fast: no Ray started --------------------------------------------------------------------
@@ -161,28 +166,46 @@ def test_failed_job_raises_with_its_last_lines(head, tmp_path):
 @pytest.mark.slow
 def test_secrets_never_reach_the_log(head, tmp_path, capsys):
     log = tmp_path / "train.log"
-    passed = "wandb-" + uuid.uuid4().hex
     flag = "hf_" + uuid.uuid4().hex
-    script = f'echo "key=$WANDB_API_KEY inherited=${INHERITED_SECRET_NAME}"; echo done'
-    run_job(
-        head,
-        ["sh", "-c", script, "sh", "--hf-token", flag],
-        {"env_vars": {"WANDB_API_KEY": passed}},
-        log,
-        job_id_prefix="t-secret",
-    )
+    script = 'echo "inherited=$WANDB_API_KEY hf=[$HF_TOKEN] other=[$MILEAGE_TEST_TOKEN]"; echo done'
+    run_job(head, ["sh", "-c", script, "sh", "--hf-token", flag], {}, log, job_id_prefix="t-secret")
     text = log.read_text()
     out = capsys.readouterr().out
-    assert "key=*** inherited=***" in text  # the job saw both: one passed, one inherited from the head
-    for secret in (passed, flag, INHERITED_SECRET):
+    # The job got the one secret its head was allowed to pass on, masked in the log; the others never reached it.
+    assert "inherited=*** hf=[] other=[]" in text
+    for secret in (flag, INHERITED_SECRET, *DROPPED.values()):
         assert secret not in text and secret not in out
+
+
+@pytest.mark.slow
+def test_a_secret_in_the_runtime_env_is_refused_before_submitting(head, tmp_path):
+    from ray.job_submission import JobSubmissionClient
+
+    before = len(JobSubmissionClient(head, headers=auth_headers(head)).list_jobs())
+    with pytest.raises(RayJobError, match="WANDB_API_KEY.*plain text"):
+        run_job(head, ["true"], {"env_vars": {"WANDB_API_KEY": "w-" + uuid.uuid4().hex}}, tmp_path / "log",
+                job_id_prefix="t-refused")
+    assert len(JobSubmissionClient(head, headers=auth_headers(head)).list_jobs()) == before
+
+
+@pytest.mark.slow
+def test_the_job_api_of_a_head_we_started_wants_its_token(head):
+    import urllib.error
+    import urllib.request
+
+    for headers, status in (({}, 401), ({"Authorization": "Bearer not-the-token"}, 403)):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(urllib.request.Request(f"{head}/api/jobs/", headers=headers), timeout=10)
+        assert err.value.code == status
+    with urllib.request.urlopen(urllib.request.Request(f"{head}/api/jobs/", headers=auth_headers(head)), timeout=10):
+        pass
 
 
 @pytest.mark.slow
 def test_joined_cluster_is_left_running(head):
     with ray_cluster(RayClusterSpec(address=head.replace("http://", "")), log=lambda _: None) as url:
         assert url == head
-    assert job_api_version(head)["ray_version"]
+    assert job_api_version(head)["ray_version"]  # still there (and still ours: the token is still known)
 
 
 @pytest.mark.slow
@@ -219,8 +242,12 @@ def test_sigterm_stops_the_job_and_exits_nonzero(head, tmp_path):
         run_job({head!r}, ["sleep", "60"], {{}}, Path({str(log)!r}), job_id_prefix={prefix!r})
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    client = JobSubmissionClient(head)
+    # Another process reaches our head the way Ray documents: RAY_AUTH_MODE=token and the token's file.
+    token_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(default_temp_dir(RayClusterSpec(
+        port=HEAD_PORT, dashboard_port=HEAD_DASHBOARD_PORT)) / "auth_token")}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, **token_env})
+    client = JobSubmissionClient(head, headers=auth_headers(head))
     job_id, deadline = None, time.monotonic() + 60
     while time.monotonic() < deadline and job_id is None:
         for job in client.list_jobs():

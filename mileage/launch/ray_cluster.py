@@ -22,9 +22,16 @@ Starting a head (``spec.address is None``)
     users and other pipeline steps on the same box. Ray 2.60 has no way to scope ``ray stop``.
   * If this Python process dies without cleaning up (SIGKILL, OOM), the kernel sends the head
     SIGTERM (Linux parent-death signal), so no orphaned cluster keeps the ports and GPUs.
-  * The head inherits this process's environment. That is how secrets (HF_TOKEN, WANDB_API_KEY)
-    reach the job without appearing in the job's runtime_env, which Ray's job API shows to anyone
-    who can reach the dashboard (see `ray_job.py`).
+  * The head gets this process's environment scrubbed of every secret (mileage.secrets), except
+    the ones its job needs (`spec.secrets`: WANDB_API_KEY when tracking.wandb is on; HF_TOKEN
+    never). Its jobs inherit that environment: a secret a job needs reaches it this way, never
+    through the job's runtime_env, which Ray's job API shows to anyone who can reach the
+    dashboard (see `ray_job.py`).
+  * Token authentication (Ray >= 2.52, ``RAY_AUTH_MODE=token``): the head we start requires a
+    fresh random token on its dashboard, job API and GCS. The token lives in a 0600 file in the
+    head's private temp dir (``RAY_AUTH_TOKEN_PATH``, so it is no environment value that could be
+    logged); our job client sends it, and the head's jobs read it from that file. Another local
+    user who finds the port gets 401.
   * Ray's temp dir must be short: Ray puts unix sockets below it and a socket path is limited to
     107 bytes. The default is ``/tmp/mileage-ray-<uid>/<hash of user, host, port>`` (the parent private to the user; the dir removed when our head stops); Ray makes a fresh
     ``session_*`` directory inside it for every start, with the logs of that run; the newest
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import secrets as token_source
 import dataclasses
 import hashlib
 import ipaddress
@@ -52,7 +60,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
+
+from mileage.secrets import scrubbed_environ
 
 # Ray appends e.g. "/session_2026-11-26_11-39-30_941430_1234567/sockets/dash_MetricsHead" (68
 # bytes with a 7-digit pid) to the temp dir; a unix socket path may be at most 107 bytes.
@@ -93,10 +103,13 @@ class RayClusterSpec:
     temp_dir: str | None = None  # None: /tmp/mileage-ray-<uid>/<hash>
     include_dashboard: bool = True
     allow_remote: bool = False  # a non-loopback host only when the config says so (ray.allow_remote)
+    secrets: tuple[str, ...] = ()  # secret env variables the head's jobs may inherit (mileage.secrets)
+    auth: bool = True  # Ray's token authentication on the head we start
 
 
-def cluster_spec(ray: dict, gpus: int) -> RayClusterSpec:
-    """The cluster of an experiment's `ray:` section; unset ports become free ones (experiments side by side)."""
+def cluster_spec(ray: dict, gpus: int, secrets: Sequence[str] = ()) -> RayClusterSpec:
+    """The cluster of an experiment's `ray:` section; unset ports become free ones (experiments side by side).
+    `secrets`: the secret variables its job needs (mileage.secrets.job_secret_names)."""
     return RayClusterSpec(
         address=ray["address"],
         host=ray["host"],
@@ -105,11 +118,12 @@ def cluster_spec(ray: dict, gpus: int) -> RayClusterSpec:
         num_cpus=ray["num_cpus"],
         num_gpus=gpus,
         allow_remote=ray["allow_remote"],
+        secrets=tuple(secrets),
     )
 
 
-REMOTE_RISK = ("Ray's dashboard and job API have no authentication: anyone who can reach {host} can submit a job "
-               "that runs code as this user (CVE-2023-48022)")
+REMOTE_RISK = ("Ray's dashboard and job API accept jobs that run code as this user from anyone who can reach {host} "
+               "and holds the head's token (without token authentication, from anyone: CVE-2023-48022)")
 
 
 def remote_host_problem(host: str, allow_remote: bool) -> tuple[str | None, str | None]:
@@ -191,18 +205,42 @@ def free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-def _get_json(url: str, timeout_s: float) -> object:
-    with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (http only, our URL)
+class RayHeadDied(RayClusterError):
+    """The Ray head we started died under its job."""
+
+
+# The heads this process started and has not stopped yet, by dashboard URL: ray_job asks them for the token to send
+# and, when the job API stops answering, whether the head itself died.
+_STARTED: dict[str, "RayHead"] = {}
+
+
+def auth_headers(url: str) -> dict[str, str]:
+    """The Authorization header for a head we started at `url` ({} for a cluster we joined: Ray's own client then
+    uses the user's RAY_AUTH_MODE / ~/.ray/auth_token)."""
+    head = _STARTED.get(url.rstrip("/"))
+    return dict(head.headers) if head else {}
+
+
+def head_death(url: str) -> str | None:
+    """Why the head we started at `url` is gone ("the Ray head at ... died ..."), or None while it runs (or when
+    we did not start it)."""
+    head = _STARTED.get(url.rstrip("/"))
+    return head.death() if head else None
+
+
+def _get_json(url: str, timeout_s: float, headers: dict[str, str] | None = None) -> object:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=timeout_s) as resp:  # noqa: S310 (http only, our URL)
         return json.loads(resp.read().decode("utf-8"))
 
 
-def job_api_version(url: str, timeout_s: float = 5.0) -> dict:
+def job_api_version(url: str, timeout_s: float = 5.0, headers: dict[str, str] | None = None) -> dict:
     """The job API's /api/version answer (ray_version, session_name); raises OSError/ValueError if none.
 
     /api/version is served by the dashboard's job module itself, so an answer means jobs can be
     submitted (a submission then waits for the head's job agent on its own).
     """
-    version = _get_json(f"{url}/api/version", timeout_s)
+    version = _get_json(f"{url}/api/version", timeout_s, headers if headers is not None else auth_headers(url))
     if not isinstance(version, dict) or "ray_version" not in version:
         raise ValueError(f"{url}/api/version did not answer like a Ray dashboard: {version!r}")
     return version
@@ -266,6 +304,8 @@ class RayHead:
         self.output_path = self.temp_dir / f"ray-start-{spec.port}.log"
         self.session_dir: Path | None = None
         self.proc: subprocess.Popen | None = None
+        self.token_path = self.temp_dir / "auth_token"
+        self.headers: dict[str, str] = {}
 
     def command(self) -> list[str]:
         spec = self.spec
@@ -290,9 +330,17 @@ class RayHead:
         return cmd
 
     def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # No secret but those the job needs (mileage.secrets): the head's jobs inherit this environment.
+        env = scrubbed_environ(os.environ, keep=self.spec.secrets)
         # A RAY_ADDRESS meant for some other cluster must not leak into this head or its jobs.
         env.pop("RAY_ADDRESS", None)
+        for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):  # the user's, for other clusters
+            env.pop(name, None)
+        if self.spec.auth:
+            env["RAY_AUTH_MODE"] = "token"
+            env["RAY_AUTH_TOKEN_PATH"] = str(self.token_path)
+        else:
+            env["RAY_AUTH_MODE"] = "disabled"
         # Ray drains a node for up to 30 s on SIGTERM (for Serve); nothing of ours needs that.
         env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
         if is_loopback(self.spec.host):
@@ -319,6 +367,8 @@ class RayHead:
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         if spec.temp_dir is None:
             _prune_sessions(self.temp_dir, keep=KEEP_SESSIONS)
+        if spec.auth:
+            self._write_token()
         cmd = self.command()
         self.log(f"ray: starting a head on {spec.host}:{spec.port}, dashboard {self.url}, "
                  f"temp dir {self.temp_dir}")
@@ -335,12 +385,32 @@ class RayHead:
                 start_new_session=True,
                 preexec_fn=_die_with_parent_hook(),
             )
+        _STARTED[self.url] = self
         try:
             self._wait_until_ready(timeout_s)
         except BaseException:
             self.stop()
             raise
         return self.url
+
+    def death(self) -> str | None:
+        """None while the `ray start --block` process runs; else what happened to it."""
+        code = self.proc.poll() if self.proc is not None else None
+        if code is None:
+            return None
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        return (f"the Ray head at {self.url} (pid {self.proc.pid}, {how}) died; its output: {self.output_path}"
+                f"\n{_tail(self.output_path, 10)}")
+
+    def _write_token(self) -> None:
+        """A fresh token for this head, readable by this user only (created 0600, never world-readable)."""
+        token = token_source.token_urlsafe(32)
+        with contextlib.suppress(FileNotFoundError):
+            self.token_path.unlink()
+        fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(token)
+        self.headers = {"Authorization": f"Bearer {token}"}
 
     def _wait_until_ready(self, timeout_s: float) -> None:
         assert self.proc is not None
@@ -354,7 +424,7 @@ class RayHead:
                     f"Its output ({self.output_path}):\n{_tail(self.output_path)}"
                 )
             try:
-                version = job_api_version(self.url, timeout_s=2.0)
+                version = job_api_version(self.url, timeout_s=2.0, headers=self.headers)
             except (OSError, ValueError) as exc:  # URLError is an OSError
                 last_error = exc
                 time.sleep(0.5)
@@ -387,6 +457,9 @@ class RayHead:
                 proc.wait()
         self._kill_group(group)
         self.proc = None
+        _STARTED.pop(self.url, None)
+        with contextlib.suppress(FileNotFoundError):
+            self.token_path.unlink()
         if self.spec.temp_dir is None:  # the default temp dir is keyed by a port found free: no one else's
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
@@ -448,5 +521,10 @@ def ray_cluster(
     url = head.start(start_timeout_s)
     try:
         yield url
+    except Exception as exc:
+        died = head.death()
+        if died and not isinstance(exc, RayHeadDied):
+            raise RayHeadDied(died) from exc
+        raise
     finally:
         head.stop(stop_timeout_s)

@@ -5,12 +5,17 @@ Both engines (miles and the local TRL engine) are launched this way, on a head t
 code that is installed where the cluster runs.
 
 Secrets. A job's ``runtime_env`` (env_vars included) is stored by Ray and returned in plain text by
-its job API to anyone who can reach the dashboard (Ray masks it only for browsers). So secrets such
-as HF_TOKEN or WANDB_API_KEY should not travel in ``runtime_env``: a job inherits the environment
-of the ``ray start`` process, and a head started by mileage inherits the pipeline's environment,
-so exporting the secret before the pipeline runs is enough. On a cluster we only join, the secret
-must be in the environment its nodes were started with. `run_job` passes ``runtime_env`` exactly as
-given, and warns in the log when it carries secret-looking variables.
+its job API to anyone who can reach the dashboard (Ray masks it only for browsers). So no secret
+travels in ``runtime_env``: `run_job` refuses secret-looking env_vars (mileage.secrets). A job
+inherits the environment of the ``ray start`` process instead, and a head started by mileage gets
+the pipeline's environment scrubbed of every secret but those its job needs (`ray_cluster`:
+WANDB_API_KEY when tracking.wandb is on, HF_TOKEN never). On a cluster we only join, the secret
+must be in the environment its nodes were started with.
+
+Fate. Every entrypoint runs under `mileage.launch.lifeline`, which kills it when anything that
+started it (Ray's shell wrapper, its supervisor, the head, this process, Snakemake) is gone, so no
+trainer outlives its job. When the job API stops answering and the head we started is dead, the
+error says so (`RayHeadDied`: "the Ray head at ... died"), not that contact was lost.
 
 Whatever we write or print (the command, the runtime env, the job's own output) goes through
 `redact`: values of secret-looking variables (from runtime_env and from our environment) and of
@@ -40,7 +45,8 @@ import uuid
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-from mileage.secrets import is_secret_env_name, is_secret_option
+from mileage.launch.ray_cluster import RayHeadDied, auth_headers, head_death
+from mileage.secrets import is_secret_env_name, is_secret_option, secret_env_problems
 
 MASK = "***"
 # Shorter "secrets" are not credentials, and masking them would garble every line.
@@ -115,6 +121,14 @@ def masked_runtime_env(runtime_env: Mapping) -> dict:
     if isinstance(shown.get("env_vars"), Mapping):
         shown["env_vars"] = mask_env(shown["env_vars"])
     return shown
+
+
+def lifeline(entrypoint: Sequence[str]) -> list[str]:
+    """`entrypoint` under `mileage.launch.lifeline`, run by the entrypoint's own Python when it starts with one
+    (e.g. miles' interpreter, which finds mileage on its PYTHONPATH), else by ours."""
+    first = os.path.basename(entrypoint[0])
+    python = entrypoint[0] if first.startswith("python") else sys.executable
+    return [python, "-m", "mileage.launch.lifeline", "--", *entrypoint]
 
 
 def new_job_id(prefix: str) -> str:
@@ -231,6 +245,9 @@ def _wait_terminal(client, job_id: str, timeout_s: float | None, poll_s: float =
             status = _status(client, job_id)
             failures = 0
         except Exception as exc:  # the dashboard restarting, the head gone, ...
+            died = head_death(client.get_address())
+            if died:
+                raise RayHeadDied(f"{died}\nwhile following job {job_id}") from None
             failures += 1
             if failures >= 30:
                 raise RayJobError(f"lost contact with the Ray job API while following job {job_id}: {exc}")
@@ -299,7 +316,8 @@ def _connect(address: str):
     from ray.job_submission import JobSubmissionClient  # heavy import, only when a job runs
 
     try:
-        return JobSubmissionClient(address)
+        headers = auth_headers(address)  # the token of a head we started; a joined cluster: Ray's own lookup
+        return JobSubmissionClient(address, headers=headers or None)
     except Exception as exc:
         raise RayJobError(f"cannot reach the Ray job API at {address}: {exc}") from None
 
@@ -325,9 +343,16 @@ def run_job(
     log_path = Path(log_path)
     runtime_env = dict(runtime_env or {})
     env_vars = runtime_env.get("env_vars") or {}
+    carried = secret_env_problems(env_vars)
+    if carried:
+        raise RayJobError(
+            f"runtime_env.env_vars carries {', '.join(carried)}: Ray's job API shows env_vars in plain text to "
+            "anyone who can reach the dashboard. A secret reaches a job through the environment of the Ray head "
+            "(mileage.secrets.JOB_SECRETS says which job gets which)"
+        )
     secrets = secret_env_values(env_vars) + secret_env_values(os.environ) + secret_argv_values(entrypoint)
     job_id = new_job_id(job_id_prefix)
-    command = shlex.join(entrypoint)
+    command = shlex.join(lifeline(entrypoint))
 
     sink = _JobLog(log_path, secrets, tail_lines)
     received: list[str] = []
@@ -335,13 +360,6 @@ def run_job(
         sink.note(f"ray job {job_id} -> {address}")
         sink.note(f"entrypoint: {command}")  # redacted by note()
         sink.note(f"runtime_env: {json.dumps(masked_runtime_env(runtime_env), sort_keys=True)}")
-        secret_keys = sorted(k for k in env_vars if is_secret_name(k))
-        if secret_keys:
-            sink.note(
-                f"warning: runtime_env.env_vars carries {', '.join(secret_keys)}; Ray's job API shows "
-                "env_vars in plain text to anyone who can reach the dashboard. Prefer exporting it "
-                "where the Ray head starts (a head started by mileage inherits the pipeline's environment)."
-            )
         client = _connect(address)
         with _sigterm_raises_interrupt(received):
             try:

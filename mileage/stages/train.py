@@ -16,6 +16,7 @@ from mileage.launch.ray_cluster import cluster_spec, ray_cluster
 from mileage.launch.ray_job import run_job
 from mileage.metrics.events import write_events
 from mileage.paths import absolute
+from mileage.secrets import job_secret_names
 from mileage.run_dir import checkpoint_at, events_within, plan_run, training_identity
 
 
@@ -28,7 +29,9 @@ def run_training(train: dict, inputs: dict, outputs: dict, run_dir: str) -> None
         checkpoint = plan.checkpoint
     else:
         entrypoint, runtime_env = engine.training_job(train, inputs, run)
-        with ray_cluster(cluster_spec(train["ray"], train["resources"]["gpus"])) as address:
+        # The head (and so the job) gets only the secrets the job needs: WANDB_API_KEY when tracking.wandb is on.
+        spec = cluster_spec(train["ray"], train["resources"]["gpus"], job_secret_names(train))
+        with ray_cluster(spec) as address:
             run_job(
                 address,
                 entrypoint,
