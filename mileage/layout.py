@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mileage.config import fingerprint, load_yaml
+from mileage.models.cards import config_checks
 
 KNOWN_DATASET_FILES = {
     "zhuzilin/dapo-math-17k": "dapo-math-17k.jsonl",
@@ -107,6 +108,8 @@ class Layout:
             # repo and revision, so allow_patterns stays unset (the whole repo).
             "expected_files": card.get("expected_files", ["config.json"]),
             "allow_patterns": card.get("hf", {}).get("allow_patterns"),
+            # config.json is checked against the card before the weights are downloaded (mileage.models.cards)
+            "config_checks": config_checks(card) if card else None,
         }
         return f"{repo_slug(repo)}/{rev}", params
 

@@ -24,26 +24,27 @@ def test_snakefmt_check_passes():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-REFUSED = "glm-z1-9b-1x5090"  # shipped as the example of what does not fit
+REFUSED = "glm-z1-9b-1x5090-megatron"  # tests/fixtures: the Megatron recipe on one RTX 5090, which does not fit
 
 
 def test_every_shipped_experiment_dry_runs_and_shares_downloads(tmp_path):
     assert EXPERIMENT_FILES, "no experiment files shipped"
     repo = copy_repo(tmp_path)
-    experiments = {f.stem: {"extends": f"config/experiments/{f.name}"} for f in EXPERIMENT_FILES if f.stem != REFUSED}
+    experiments = {f.stem: {"extends": f"config/experiments/{f.name}"} for f in EXPERIMENT_FILES}
     edit_config(repo, lambda c: c["experiments"].update(experiments))
     jobs = planned_jobs(repo)
     n = len(experiments)
     # One rule per stage whatever the engine: the miles experiments and the demo (still there, untouched).
     assert jobs["train"] == n + 1 and jobs["preflight"] == n
     assert jobs["eval_base"] == n + 1 and jobs["eval_final"] == n + 1
-    # One model download and one conversion for all GLM-Z1-9B experiments; one fetch per dataset.
-    assert jobs["fetch_model"] == 1 and jobs["convert_model"] == 1 and jobs["fetch_dataset"] == 2
+    # One model download per model (GLM-Z1-9B, Qwen3-1.7B, Qwen3-4B) and one conversion for the GLM-Z1-9B Megatron
+    # experiments (FSDP trains the HF weights); one fetch per dataset.
+    assert jobs["fetch_model"] == 3 and jobs["convert_model"] == 1 and jobs["fetch_dataset"] == 2
 
 
 def test_an_experiment_that_cannot_fit_stops_the_dry_run(tmp_path):
     repo = copy_repo(tmp_path)
-    edit_config(repo, lambda c: c["experiments"].update({REFUSED: {"extends": f"config/experiments/{REFUSED}.yaml"}}))
+    edit_config(repo, lambda c: c["experiments"].update({REFUSED: {"extends": f"tests/fixtures/{REFUSED}.yaml"}}))
     proc = snakemake(repo, "--dry-run", check=False)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0

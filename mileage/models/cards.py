@@ -4,11 +4,14 @@ A card is what the miles engine needs to know about a model that miles itself no
 model-arguments file was deleted upstream). `load_card` validates a card, including that its Megatron
 arguments agree with its shapes; `check_hf_config` mirrors the check miles makes at start-up between the
 Megatron arguments and the checkpoint's config.json, so a wrong download fails before a GPU job starts.
+`check_config_before_download` makes that check on config.json alone, before the fetch downloads the weights.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -65,7 +68,7 @@ _ARG_SHAPES = {
     "--num-layers": "num_layers", "--hidden-size": "hidden_size", "--ffn-hidden-size": "intermediate_size",
     "--num-attention-heads": "num_attention_heads", "--num-query-groups": "num_kv_heads",
     "--norm-epsilon": "rms_norm_eps", "--rotary-base": "rope_theta", "--vocab-size": "vocab_size",
-    "--rotary-percent": "partial_rotary_factor",
+    "--rotary-percent": "partial_rotary_factor", "--kv-channels": "head_dim",
 }
 
 # config.json keys that transformers 5 may nest under `rope_parameters` (older files: top level or rope_scaling).
@@ -141,24 +144,57 @@ def _hf_value(hf_config: Mapping[str, Any], key: str) -> Any:
     raise KeyError(key)
 
 
+def config_checks(card: Mapping[str, Any]) -> dict[str, Any]:
+    """What config.json must say for this card: the model class and each checked field's value (plain values, so
+    the fetch rule can carry them in its params and rerun only when they change)."""
+    return {
+        "card": card["name"],
+        "architecture": card.get("architecture"),
+        "fields": {hf_key: card["shapes"][shape_key] for hf_key, shape_key in card["startup_checks"].items()},
+    }
+
+
+def check_config_values(checks: Mapping[str, Any], hf_config: Mapping[str, Any], where: str = "config.json") -> None:
+    """Raise CardError naming every config.json field that disagrees with `checks` (config_checks), with both values."""
+    name = checks["card"]
+    problems = []
+    architectures = hf_config.get("architectures")
+    if checks.get("architecture") and architectures and checks["architecture"] not in architectures:
+        problems.append(f"architectures = {architectures!r}, but card {name} says {checks['architecture']!r}")
+    for hf_key, expected in checks["fields"].items():
+        try:
+            actual = _hf_value(hf_config, hf_key)
+        except KeyError:
+            problems.append(f"{hf_key} is missing (card {name} expects {expected!r})")
+            continue
+        if not _same(actual, expected):
+            problems.append(f"{hf_key} = {actual!r}, but card {name} says {expected!r}")
+    if problems:
+        raise CardError(f"{where} does not match model card {name!r}: " + "; ".join(problems))
+
+
 def check_hf_config(card: Mapping[str, Any], hf_config: Mapping[str, Any], where: str = "config.json") -> None:
     """Raise CardError naming every config.json field that disagrees with the card (what miles checks at start-up).
 
     A missing field is an error too: miles would compare against the transformers default, which for
     Glm4Config is not always the 9B value (its rms_norm_eps default is 1.5625e-07, the 9B model's is 1e-5).
     """
-    problems = []
-    for hf_key, shape_key in card["startup_checks"].items():
-        expected = card["shapes"][shape_key]
-        try:
-            actual = _hf_value(hf_config, hf_key)
-        except KeyError:
-            problems.append(f"{hf_key} is missing (card {card['name']} expects {expected!r})")
-            continue
-        if not _same(actual, expected):
-            problems.append(f"{hf_key} = {actual!r}, but card {card['name']} says {expected!r}")
-    if problems:
-        raise CardError(f"{where} does not match model card {card['name']!r}: " + "; ".join(problems))
+    check_config_values(config_checks(card), hf_config, where)
+
+
+def check_config_before_download(checks: Mapping[str, Any], repo_id: str, revision_sha: str,
+                                 cache_dir: str | Path) -> Path:
+    """Download config.json alone (into the same hub cache) and check it against the card, so a checkpoint whose
+    shape disagrees is refused before any weights come down. Offline (HF_HUB_OFFLINE) the cache must hold it."""
+    from huggingface_hub import hf_hub_download
+
+    from mileage.fetch.revision_lock import hub_offline
+
+    path = Path(hf_hub_download(repo_id, "config.json", revision=revision_sha, cache_dir=str(cache_dir),
+                                token=os.environ.get("HF_TOKEN"), local_files_only=hub_offline()))
+    check_config_values(checks, json.loads(path.read_text(encoding="utf-8")),
+                        where=f"config.json of {repo_id} @ {revision_sha}")
+    return path
 
 
 def check_snapshot_files(card: Mapping[str, Any], hf_dir: Path | str) -> None:

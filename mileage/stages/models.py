@@ -8,6 +8,7 @@ from pathlib import Path
 from mileage.atomic import write_text
 from mileage.engines import engine_of
 from mileage.fetch.hf_snapshot import fetch_snapshot
+from mileage.models.cards import check_config_before_download
 from mileage.paths import model_dir
 from mileage.fetch.revision_lock import resolve_revision
 
@@ -29,6 +30,8 @@ def fetch_hf_model(marker: str, model: dict, lock: str, cache_dir: str) -> None:
     requested = None if model["revision"] == "main" else model["revision"]
     sha = resolve_revision(model["repo"], "model", requested, lock)
     print(f"mileage: model {model['repo']} at {sha} (locked in {lock})")
+    if model.get("config_checks"):  # a card whose shape disagrees is refused before any weights come down
+        check_config_before_download(model["config_checks"], model["repo"], sha, cache_dir)
     fetch_snapshot(
         model["repo"],
         "model",

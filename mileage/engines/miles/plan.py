@@ -83,6 +83,8 @@ class MemoryPlan:
     problems: list[str] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # fits, but said plainly (e.g. an accepted bf16 master)
+    backend: str = "megatron"
 
     @property
     def fits(self) -> bool:
@@ -101,23 +103,27 @@ class MemoryPlan:
         if not self.applicable:
             return (f"mileage plan: {self.experiment}: local engine: n/a (the preflight sizes miles runs; the "
                     f"local engine trains small models on one device)\nverdict: fits\n")
-        width = 62
-        lines = [f"mileage plan: {self.experiment} ({self.parameter_count / 1e9:.2f}B parameters)",
+        labels = [label for phase in self.phases for label, _ in phase.items] + [label for label, _ in self.host_items]
+        width = max([62] + [len(label) + 4 for label in labels])
+        lines = [f"mileage plan: {self.experiment} ({self.parameter_count / 1e9:.2f}B parameters, {self.backend} backend)",
                  f"GPUs: {self.gpus} x {self.gpu_memory_gib:.1f} GiB (the placement needs {self.gpus_needed}); "
                  f"host RAM {self.host_memory_gib:.0f} GiB", ""]
         for phase in self.phases:
-            lines.append(f"{phase.name} [{phase.gpus}], per GPU".ljust(width) + "GiB")
+            lines.append(f"{phase.name} [{phase.gpus}], per GPU".ljust(width) + "    GiB")
             lines += [f"  {label}".ljust(width) + f"{value:7.2f}" for label, value in phase.items]
             verdict = "ok" if phase.total <= self.gpu_memory_gib else "DOES NOT FIT"
             lines.append("  total".ljust(width) + f"{phase.total:7.2f} / {self.gpu_memory_gib:.1f}  {verdict}")
             lines.append("")
-        lines.append("host RAM".ljust(width) + "GiB")
+        lines.append("host RAM".ljust(width) + "    GiB")
         lines += [f"  {label}".ljust(width) + f"{value:7.2f}" for label, value in self.host_items]
         verdict = "ok" if self.host_total_gib <= self.host_memory_gib else "DOES NOT FIT"
         lines.append("  total".ljust(width) + f"{self.host_total_gib:7.2f} / {self.host_memory_gib:.0f}  {verdict}")
         lines.append("")
         lines.append("verdict: fits" if self.fits else "verdict: DOES NOT FIT")
         lines += [f"  - {p}" for p in self.problems]
+        if self.warnings:
+            lines.append("warnings:")
+            lines += [f"  - {w}" for w in self.warnings]
         if self.suggestions:
             lines.append("what would fit:")
             lines += [f"  - {s}" for s in self.suggestions]
@@ -355,6 +361,13 @@ def estimate_memory(
     host_gib = host_memory_gb if host_memory_gb is not None else resources.get("host_memory_gb")
     if host_gib is None:
         host_gib = host_memory_gib()
+    if experiment["miles"]["train_backend"] == "fsdp":  # the dispatch on the backend lives here, not in the engine
+        from mileage.engines.miles.plan_fsdp import estimate_fsdp, suggest_fsdp
+
+        plan = estimate_fsdp(experiment, card, int(gpus), float(gpu_gib), float(host_gib), name)
+        if not plan.fits:
+            plan.suggestions = suggest_fsdp(experiment, card, plan)
+        return plan
     plan = _estimate(experiment, card, int(gpus), float(gpu_gib), float(host_gib), name)
     if not plan.fits:
         plan.suggestions = _suggest(experiment, card, plan)
