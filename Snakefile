@@ -9,6 +9,7 @@ include: "rules/train.smk"
 include: "rules/metrics.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/replicates.smk"
 
 
 rule all:

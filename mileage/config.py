@@ -110,6 +110,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
         ops = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
         return f"expected a value {ops[error.validator]} {error.validator_value}, got {error.instance!r}"
     return error.message
+    if error.validator == "minItems" and error.validator_value == 1:
+        return f"an empty list: give at least one item, got {error.instance!r}"
+    if error.validator == "uniqueItems":
+        repeated = sorted({repr(v) for v in error.instance if error.instance.count(v) > 1})
+        return f"{', '.join(repeated)} given more than once in {error.instance!r}: items must be unique"
 
 
 def check_against(instance: Any, schema: dict, where: str, root: dict) -> None:
@@ -169,13 +174,32 @@ class ExperimentResolver:
         self.config = normalise_numbers(fill_defaults(config, self.schema, self.schema), self.schema, self.schema)
         self._experiment_schema = _sub_schema(self.schema, "experiment")
         check_against(self.config["defaults"], self._experiment_schema, "defaults", self.schema)
+        self.config["defaults"] = self._eval_list(self.config["defaults"], "defaults")
 
     def _path(self, p: str | Path) -> Path:
         p = Path(p)
         return p if p.is_absolute() else self.base_dir / p
 
     def _layer_chain(self, name: str, entry: dict, where: str, seen: tuple[str, ...]) -> list[dict]:
+    def _eval_list(self, entry: Any, where: str) -> Any:
+        """A layer whose `data.eval` is a list of datasets, as `data.eval` (the first) and `data.extra_eval` (the
+        others); each item is checked on its own, so an error names `data.eval[i]`."""
+        data = entry.get("data") if isinstance(entry, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("eval"), list):
+            return entry
+        sets = data["eval"]
+        if not sets:
+            raise ConfigError(f"{where}.data.eval: an empty list: give one dataset or several")
+        if "extra_eval" in data:
+            raise ConfigError(f"{where}.data.extra_eval: give it or a data.eval list, not both")
+        for i, item in enumerate(sets):
+            check_against(item, _sub_schema(self.schema, "dataset"), f"{where}.data.eval[{i}]", self.schema)
+        entry = copy.deepcopy(entry)
+        entry["data"]["eval"], entry["data"]["extra_eval"] = entry["data"]["eval"][0], entry["data"]["eval"][1:]
+        return entry
+
         check_against(entry, self._experiment_schema, where, self.schema)
+        entry = self._eval_list(entry, where)
         parent = entry.get("extends")
         if not parent:
             return [entry]
@@ -211,13 +235,24 @@ class ExperimentResolver:
             merged = deep_merge(merged, layer)
         merged.pop("extends", None)
         exp = fill_defaults(merged, self._experiment_schema, self.schema)
+        merged["label"] = entry.get("label")  # a display name is the experiment's own: never inherited
         check_against(exp, self._experiment_schema, where, self.schema)
+        dataset = {"$ref": "#/$defs/dataset"}  # fill_defaults does not enter lists
+        exp["data"]["extra_eval"] = [fill_defaults(d, dataset, self.schema) for d in exp["data"]["extra_eval"]]
         exp = normalise_numbers(exp, self._experiment_schema, self.schema)
         self._semantic_checks(exp, where)
         return exp
 
     def resolve_all(self) -> dict[str, dict]:
-        return {name: self.resolve(name) for name in self.config["experiments"]}
+        experiments = {name: self.resolve(name) for name in self.config["experiments"]}
+        labels: dict[str, str] = {}
+        for name, exp in experiments.items():  # one display name per experiment in every figure and table
+            label = exp["label"]
+            if label is not None and label in labels:
+                raise ConfigError(f"experiments.{name}.label: {label!r} is also the label of experiments.{labels[label]}")
+            if label is not None:
+                labels[label] = name
+        return experiments
 
     def _semantic_checks(self, exp: dict, where: str) -> None:
         gbs, steps = fill_batch_identity(exp["rollout"], exp["train"], where)
@@ -243,8 +278,15 @@ class ExperimentResolver:
                     )
             elif not model["repo"]:
                 raise ConfigError(f"{where}.model: source 'hf' needs model.card or model.repo")
-        for split in ("train", "eval"):
-            data = exp["data"][split]
+        sets = [exp["data"]["eval"], *exp["data"]["extra_eval"]]
+        names = [d["name"] for d in sets]
+        for i, set_name in enumerate(names):
+            if set_name in names[:i]:
+                raise ConfigError(f"{where}.data.eval[{i}].name: {set_name!r} names two evaluation sets (also "
+                                  f"data.eval[{names.index(set_name)}]); each needs its own name")
+        splits = [("train", exp["data"]["train"]), ("eval", exp["data"]["eval"])]
+        splits += [(f"eval[{i}]", d) for i, d in enumerate(exp["data"]["extra_eval"], start=1)]
+        for split, data in splits:
             key = f"{where}.data.{split}"
             if data["source"] == "file":
                 if not data["path"]:

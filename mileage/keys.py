@@ -28,7 +28,7 @@ SHARED_READS: dict[str, tuple[str, ...]] = {
     "plots": ("plots", "eval.n_samples_per_prompt"),
     "compare": ("plots", "eval.n_samples_per_prompt"),
     "dataset": ("data.train", "data.eval"),
-    "demo_model": ("model.demo", "seed"),
+    "demo_model": ("model.demo",),
     "warm_start": ("warm_start", "data.train.source", "data.train.demo.max_operand", "data.train.demo.operations"),
     "fetch_model": ("model.source", "model.card", "model.repo", "model.revision", "model.path"),
 }

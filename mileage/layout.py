@@ -71,7 +71,9 @@ class Layout:
 
     # ---- models -------------------------------------------------------------------------------------
     def demo_model(self, exp: dict) -> str:
-        params = {"shape": exp["model"]["demo"], "seed": exp["seed"]}
+        # Keyed by the model's own seed, not the RL `seed`: replicate seeds train from one model.
+        demo = exp["model"]["demo"]
+        params = {"shape": {k: v for k, v in demo.items() if k != "seed"}, "seed": demo["seed"]}
         key = f"demo-{fingerprint(params)}"
         self.demo_models[key] = params
         return f"{self.results}/cache/demo-models/{key}"
@@ -129,3 +131,29 @@ class Layout:
         key = f"base-{engine}-{fingerprint({'params': params, 'inputs': inputs})}"
         self.base_evals[key] = {"params": params, "inputs": inputs, "gpus": gpus}
         return f"{self.results}/cache/base-eval/{key}.samples.jsonl"
+
+
+# ---- replicates -----------------------------------------------------------------------------------------------
+
+def replicate_name(experiment: str, seed: int) -> str:
+    """The run of `experiment` with RL seed `seed`: its results live in `<results>/<experiment>/seeds/<seed>/`."""
+    return f"{experiment}/seeds/{seed}"
+
+
+def expand_replicates(experiments: dict[str, dict]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """(runs, replicated): every training run by name (an experiment with `seeds` becomes one run per seed, with
+    seed = rollout_seed = n), and for each replicated experiment its `seeds` and run names. A run's `base` names the
+    experiment as declared: what does not depend on the RL seed (the base evaluation) is built from it once."""
+    runs: dict[str, dict] = {}
+    replicated: dict[str, dict] = {}
+    for name, exp in experiments.items():
+        if exp.get("seeds") is None:
+            runs[name] = exp
+            continue
+        members = []
+        for seed in exp["seeds"]:
+            run = {**exp, "seed": seed, "rollout_seed": seed, "seeds": None}
+            runs[replicate_name(name, seed)] = run
+            members.append(replicate_name(name, seed))
+        replicated[name] = {"seeds": list(exp["seeds"]), "runs": members}
+    return runs, replicated

@@ -6,9 +6,11 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
+from mileage import cluster
+from mileage.cluster import gpu_size_known_here
 from mileage.config import ConfigError, ExperimentResolver
 from mileage.environment import prepend_pythonpath
-from mileage.layout import Layout
+from mileage.layout import Layout, expand_replicates
 from mileage.engines import engine_of
 from mileage.pins import ENV_FILES
 from mileage.stages import params as stage_params
@@ -29,7 +31,7 @@ except DuplicateKeyError as err:
 
 try:
     RESOLVER = ExperimentResolver(config, base_dir=Path(workflow.basedir))
-    EXPERIMENTS = RESOLVER.resolve_all()
+    DECLARED = RESOLVER.resolve_all()
 except ConfigError as err:
     sys.exit(f"mileage: configuration error: {err}")
 
@@ -40,12 +42,19 @@ prepend_pythonpath(workflow.basedir)
 CFG = RESOLVER.config
 R = CFG["results_dir"]
 LAYOUT = Layout(results=R, base_dir=Path(workflow.basedir))
-# Paths of every experiment, computed once; computing them registers the shared cache entries.
+# The training runs: an experiment with `seeds` is one run per seed, `<exp>/seeds/<n>` (mileage.layout), each laid
+# out exactly as a single-seed experiment; REPLICATED maps such an experiment to its seeds and runs.
+EXPERIMENTS, REPLICATED = expand_replicates(DECLARED)
+DECLARED_OF = {run: name for name, group in REPLICATED.items() for run in group["runs"]}
+# Paths of every run, computed once; computing them registers the shared cache entries (replicates share them).
 PATHS = {
-    name: stage_params.experiment_paths(LAYOUT, name, exp, CFG)
+    name: stage_params.experiment_paths(LAYOUT, name, exp, CFG, DECLARED.get(DECLARED_OF.get(name)))
     for name, exp in EXPERIMENTS.items()
 }
 EXP_NAMES = sorted(EXPERIMENTS)
+# What the comparison lists (a replicated experiment once, by its aggregate); colours follow this order.
+TOP_NAMES = sorted(DECLARED)
+COLOR_INDEX = {name: TOP_NAMES.index(DECLARED_OF.get(name, name)) for name in [*EXP_NAMES, *REPLICATED]}
 
 
 def params_of(stage):
@@ -56,13 +65,17 @@ def params_of(stage):
 
 
 # The memory preflight, before any job: an experiment that cannot fit stops the whole run before any download.
+# Judged once, where the run starts (jobs re-read this file on their own node), and only where the GPU size is
+# known (declared, resources.gpu_model, or a GPU here); otherwise its preflight job judges it on the GPU node.
 REFUSALS = [
     refusal
-    for name in EXP_NAMES
-    if (
+    for name in TOP_NAMES  # the seed does not change what fits
+    if workflow.is_main_process
+    and gpu_size_known_here(DECLARED[name]["resources"])
+    and (
         refusal := memory_refusal(
             name,
-            stage_params.rule_params("preflight", name, EXPERIMENTS[name], CFG, LAYOUT),
+            stage_params.rule_params("preflight", name, DECLARED[name], CFG, LAYOUT),
         )
     )
 ]
@@ -109,6 +122,7 @@ def exp_container(w):
 
 wildcard_constraints:
     exp=names_regex(EXP_NAMES),
+    agg=names_regex(REPLICATED),
 
 
 def path_of(key):
@@ -118,6 +132,17 @@ def path_of(key):
 
 def gpus_of(wildcards):
     return EXPERIMENTS[wildcards.exp]["resources"]["gpus"]
+
+
+def cluster_of(what):
+    """A resource function: mileage.cluster's `what` (runtime, mem_mb, cpus) for the experiment of the wildcards."""
+    return lambda wildcards: getattr(cluster, what)(EXPERIMENTS[wildcards.exp])
+
+
+def base_eval_exp(key):
+    """An experiment whose base evaluation is the shared one `key` (they share model, data and eval settings)."""
+    path = f"{R}/cache/base-eval/{key}.samples.jsonl"
+    return EXPERIMENTS[next(n for n in EXP_NAMES if PATHS[n]["base_eval"] == path)]
 
 
 def all_targets():
@@ -132,5 +157,7 @@ def all_targets():
             f"{R}/{name}/report/report.md",
             f"{R}/{name}/report/figures",
         ]
+    for name in REPLICATED:
+        targets += [f"{R}/{name}/report/{out}" for out in ("summary.json", "report.md", "figures")]
     targets += [f"{R}/compare/final_scores.tsv", f"{R}/compare/figures"]
     return targets

@@ -28,6 +28,7 @@ rule plots:
             f"{R}/{{{{exp}}}}/metrics/{{kind}}.tsv",
             kind=("rollout", "train", "perf", "eval"),
         ),
+        eval_samples=f"{R}/{{exp}}/train/eval_samples.jsonl",
     output:
         report(
             directory(f"{R}/{{exp}}/report/figures"),
@@ -41,14 +42,15 @@ rule plots:
         ENV_ANALYSIS
     params:
         plots=params_of("plots"),
+        color_index=lambda w: COLOR_INDEX[w.exp],
     script:
         "../scripts/plots.py"
 
 
 rule compare:
     input:
-        summaries=expand(f"{R}/{{exp}}/report/summary.json", exp=EXP_NAMES),
-        tables=expand(f"{R}/{{exp}}/metrics/rollout.tsv", exp=EXP_NAMES),
+        summaries=expand(f"{R}/{{exp}}/report/summary.json", exp=TOP_NAMES),
+        tables=expand(f"{R}/{{exp}}/metrics/rollout.tsv", exp=TOP_NAMES),
     output:
         scores=report(
             f"{R}/compare/final_scores.tsv",
@@ -66,7 +68,7 @@ rule compare:
     conda:
         ENV_ANALYSIS
     params:
-        experiments={name: f"{R}/{name}" for name in EXP_NAMES},
-        compare=stage_params.compare_params(EXPERIMENTS, CFG),
+        experiments={name: f"{R}/{name}" for name in TOP_NAMES},
+        compare=stage_params.compare_params(DECLARED, CFG),
     script:
         "../scripts/compare.py"

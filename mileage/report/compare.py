@@ -129,7 +129,7 @@ def plot_compare_reward(
     fig, ax = new_figure(style, height_scale=_legend_height_scale(len(curves)))
     for name, series in curves.items():
         # No band here: overlapping bands of several runs hide more than they show.
-        draw_raw_and_smoothed(ax, series, style, colors[name], label=name, band=False)
+        draw_raw_and_smoothed(ax, series, style, colors[name], label=name)
     ax.set_xlabel("rollout")
     ax.set_ylabel("reward (mean)")
     _legend(fig, ax, ax.get_legend_handles_labels()[0])

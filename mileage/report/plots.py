@@ -15,8 +15,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
+import scipy.stats
 from matplotlib.axes import Axes
 from matplotlib.colors import to_rgb
 from matplotlib.ticker import MaxNLocator
@@ -29,7 +31,6 @@ from mileage.report.style import (
     palette_colors,
     save_figure,
     smooth,
-    smooth_std,
 )
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,16 @@ STEP_KEYS: dict[str, str] = {
     "eval": "eval/step",
 }
 
+# miles logs the policy's entropy as train/entropy_loss: the panel says what it shows.
 LOSS_PANELS: tuple[tuple[str, str], ...] = (
     ("train/loss", "loss"),
     ("train/kl_loss", "KL loss"),
-    ("train/entropy_loss", "entropy loss"),
+    ("train/entropy_loss", "entropy"),
     ("train/grad_norm", "grad norm"),
 )
+# A loss panel whose |value| stays below this is not drawn (it would show float noise at a 1e-8 scale).
+NUMERICALLY_ZERO = 1e-6
+ZERO_CHECKED = frozenset({"train/loss", "train/kl_loss"})
 
 # `eval/<dataset>` is avg@k; `eval/<dataset>-pass@N` and `eval/<dataset>/...` are other statistics.
 _EVAL_SCORE_COLUMN = re.compile(r"^eval/[^/@]+$")
@@ -114,18 +119,51 @@ def _integer_steps(ax: Axes) -> None:
 
 
 def draw_raw_and_smoothed(
-    ax: Axes, series: pd.Series, style: dict[str, Any], color: Any, label: str | None = None, band: bool = True
+    ax: Axes, series: pd.Series, style: dict[str, Any], color: Any, label: str | None = None
 ) -> None:
-    """Raw values as a thin faint line, the EMA on top, and +-1 EMA std as a band."""
+    """Raw values as a thin faint line and the EMA on top (no band: one run has no interval to show)."""
     x = series.index.to_numpy(dtype=float)
     y = series.to_numpy(dtype=float)
     smoothed = smooth(series, style["smoothing"]).to_numpy(dtype=float)
     marker = "o" if len(series) == 1 else None  # a single point would draw nothing as a line
     ax.plot(x, y, color=color, linewidth=0.6, alpha=0.35, marker=marker, markersize=2.5)
-    if band and len(series) > 1:
-        spread = smooth_std(series, style["smoothing"]).to_numpy(dtype=float)
-        ax.fill_between(x, smoothed - spread, smoothed + spread, color=color, alpha=0.18, linewidth=0)
     ax.plot(x, smoothed, color=color, linewidth=1.4, label=label, marker=marker, markersize=2.5)
+
+
+def across_seeds(series: list[pd.Series]) -> pd.DataFrame:
+    """Per step: `mean`, `low`, `high` (95% Student-t interval across the seeds that logged the step; NaN with one)
+    and `n` (how many seeds logged it)."""
+    frame = pd.concat(series, axis=1)
+    n = frame.notna().sum(axis=1)
+    mean = frame.mean(axis=1)
+    sem = frame.std(axis=1, ddof=1) / np.sqrt(n)
+    half = pd.Series(scipy.stats.t.ppf(0.975, np.maximum(n - 1, 1)), index=frame.index) * sem
+    half[n < 2] = np.nan
+    return pd.DataFrame({"mean": mean, "low": mean - half, "high": mean + half, "n": n}).sort_index()
+
+
+def band_label(n_seeds: int) -> str:
+    return f"95% CI across {n_seeds} seeds"
+
+
+def draw_curve(ax: Axes, series: list[pd.Series], style: dict[str, Any], color: Any, label: str | None = None,
+               smoothed: bool = True) -> bool:
+    """One run: raw and smoothed. Several seeds: the mean of the seeds' (smoothed) curves with a band of the 95%
+    interval across seeds. Returns whether a band was drawn (the caller's legend names it)."""
+    series = [s for s in series if not s.empty]
+    if len(series) == 1:
+        if smoothed:
+            draw_raw_and_smoothed(ax, series[0], style, color, label=label)
+        else:
+            ax.plot(series[0].index, series[0].values, color=color, linewidth=1.2, label=label)
+        return False
+    curves = [smooth(s, style["smoothing"]) if smoothed else s.astype(float) for s in series]
+    stats = across_seeds(curves)
+    x = stats.index.to_numpy(dtype=float)
+    ax.fill_between(x, stats["low"].to_numpy(dtype=float), stats["high"].to_numpy(dtype=float), color=color,
+                    alpha=0.22, linewidth=0)
+    ax.plot(x, stats["mean"].to_numpy(dtype=float), color=color, linewidth=1.4, label=label)
+    return True
 
 
 def _tint(color: Any, amount: float = 0.45) -> tuple[float, float, float]:
@@ -134,110 +172,189 @@ def _tint(color: Any, amount: float = 0.45) -> tuple[float, float, float]:
     return (r + (1 - r) * amount, g + (1 - g) * amount, b + (1 - b) * amount)
 
 
-def _draw_not_logged(ax: Axes, title: str) -> None:
-    ax.set_title(title)
-    ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="0.45")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-
-
 def _skip(name: str, reason: str) -> list[Path]:
     log.info("figure %r skipped: %s", name, reason)
     return []
 
 
-def plot_reward(tables: dict[str, pd.DataFrame], outdir: Path, style: dict[str, Any]) -> list[Path]:
-    series = metric_series(tables["rollout"], "rollout/raw_reward")
-    if series.empty:
+def _series(runs: list[dict[str, pd.DataFrame]], kind: str, column: str) -> list[pd.Series]:
+    return [s for s in (metric_series(tables[kind], column) for tables in runs) if not s.empty]
+
+
+def _band_legend(ax: Axes, color: Any, n_seeds: int, handles_first: list[Any] | None = None) -> None:
+    from matplotlib.patches import Patch
+
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Patch(facecolor=color, alpha=0.22, linewidth=0))
+    labels.append(band_label(n_seeds))
+    ax.legend(handles, labels, loc="best")
+
+
+def plot_reward(runs: list[dict[str, pd.DataFrame]], outdir: Path, style: dict[str, Any], color: Any) -> list[Path]:
+    series = _series(runs, "rollout", "rollout/raw_reward")
+    if not series:
         return _skip("reward", "rollout/raw_reward not logged")
     fig, ax = new_figure(style)
-    color = style["_colors"][0]
-    draw_raw_and_smoothed(ax, series, style, color, label="smoothed")
-    ax.plot([], [], color=color, linewidth=0.6, alpha=0.35, label="raw")
+    if len(series) == 1:
+        draw_curve(ax, series, style, color, label=f"smoothed (EMA {style['smoothing']:g})")
+        ax.plot([], [], color=color, linewidth=0.6, alpha=0.35, label="raw")
+        ax.legend(loc="best")
+    else:
+        draw_curve(ax, series, style, color, label=f"mean of {len(series)} seeds (EMA {style['smoothing']:g})")
+        _band_legend(ax, color, len(series))
     ax.set_xlabel("rollout")
     ax.set_ylabel("reward (mean)")
     _integer_steps(ax)
-    ax.legend(loc="best")
     return save_figure(fig, outdir, "reward", style["formats"])
 
 
-def plot_eval(tables: dict[str, pd.DataFrame], outdir: Path, style: dict[str, Any], eval_k: int | None) -> list[Path]:
-    table = tables["eval"]
-    columns = eval_score_columns(table)
+def eval_intervals(samples: list[dict], n_boot: int = 1000, seed: int = 0) -> dict[str, dict[int, tuple]]:
+    """{dataset: {rollout: (avg, low, high)}}: each in-training evaluation's mean reward with a 95% bootstrap
+    interval over problems (mileage.evaluation.stats.bootstrap_ci), from its per-sample records."""
+    from mileage.evaluation.stats import bootstrap_ci
+
+    groups: dict[tuple[str, int], dict[str, list[float]]] = {}
+    for row in samples:
+        key = (str(row["dataset"]), int(row["rollout"]))
+        groups.setdefault(key, {}).setdefault(str(row["problem_id"]), []).append(float(row["reward"]))
+    out: dict[str, dict[int, tuple]] = {}
+    for (dataset, rollout), problems in sorted(groups.items()):
+        per_problem = np.array([np.mean(v) for v in problems.values()])
+        low, high = bootstrap_ci(per_problem, n_boot=n_boot, seed=seed)[0]
+        out.setdefault(dataset, {})[rollout] = (float(per_problem.mean()), float(low), float(high))
+    return out
+
+
+_EVAL_MARKERS = ("o", "s", "^", "D")
+_EVAL_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def plot_eval(runs: list[dict[str, pd.DataFrame]], outdir: Path, style: dict[str, Any], eval_k: int | None,
+              color: Any, base: dict[str, tuple] | None = None,
+              intervals: dict[str, dict[int, tuple]] | None = None) -> list[Path]:
+    """The in-training eval score per dataset in the experiment's colour (datasets by marker and line style), from
+    the base model at step 0 (`base`: {dataset: (value, low, high)}, its stand-alone evaluation). Error bars: one
+    run's 95% bootstrap interval over problems (`intervals`), or the 95% interval across seeds."""
+    columns = sorted({c for tables in runs for c in eval_score_columns(tables["eval"])})
     if not columns:
         return _skip("eval", "no eval/<dataset> column logged")
+    base = base or {}
     fig, ax = new_figure(style)
-    for color, column in zip(style["_colors"], columns):
-        series = metric_series(table, column)
-        ax.plot(series.index, series.values, color=color, marker="o", markersize=3, linewidth=1.2,
-                label=column.removeprefix("eval/"))
-    ax.set_xlabel("rollout")
+    n_seeds = len(runs)
+    for i, column in enumerate(columns):
+        dataset = column.removeprefix("eval/")
+        series = _series(runs, "eval", column)
+        if len(series) == 1:
+            points = series[0]
+            got = (intervals or {}).get(dataset, {})
+            low = pd.Series({s: got[int(s)][1] for s in points.index if int(s) in got}, dtype=float)
+            high = pd.Series({s: got[int(s)][2] for s in points.index if int(s) in got}, dtype=float)
+            stats = pd.DataFrame({"mean": points, "low": low.reindex(points.index), "high": high.reindex(points.index)})
+        else:
+            stats = across_seeds(series)
+        if dataset in base:
+            value, lo, hi = base[dataset]
+            stats = pd.concat([pd.DataFrame({"mean": [value], "low": [lo], "high": [hi]}, index=[0.0]),
+                               stats.drop(index=0.0, errors="ignore")]).sort_index()
+        x = stats.index.to_numpy(dtype=float)
+        y = stats["mean"].to_numpy(dtype=float)
+        err = np.array([y - stats["low"].to_numpy(dtype=float), stats["high"].to_numpy(dtype=float) - y])
+        err = np.nan_to_num(err, nan=0.0).clip(min=0)
+        label = dataset if len(columns) > 1 else None
+        ax.errorbar(x, y, yerr=err, color=color, marker=_EVAL_MARKERS[i % 4], markersize=3, linewidth=1.2,
+                    linestyle=_EVAL_LINESTYLES[i % 4], capsize=2, elinewidth=0.8, label=label)
+    ax.set_xlabel("rollout (0 = base model)" if base else "rollout")
     ax.set_ylabel(f"avg@{eval_k}" if eval_k else "avg@k")
     _integer_steps(ax)
-    ax.legend(loc="best", title="dataset" if len(columns) > 1 else None)
+    what = f"95% CI across {n_seeds} seeds" if n_seeds > 1 else "95% bootstrap CI over problems"
+    ax.set_title(f"error bars: {what}", fontsize=matplotlib.rcParams["legend.fontsize"], loc="left")
+    if len(columns) > 1:
+        ax.legend(loc="best", title="dataset")
     return save_figure(fig, outdir, "eval", style["formats"])
 
 
-def plot_loss(tables: dict[str, pd.DataFrame], outdir: Path, style: dict[str, Any]) -> list[Path]:
-    table = tables["train"]
-    present = [col for col, _ in LOSS_PANELS if not metric_series(table, col).empty]
-    if not present:
-        return _skip("loss", "none of " + ", ".join(c for c, _ in LOSS_PANELS) + " logged")
-    fig, axes = new_figure(style, nrows=2, ncols=2, height_scale=1.6, sharex=False)
-    color = style["_colors"][0]
-    for ax, (column, title) in zip(axes.flat, LOSS_PANELS):
-        series = metric_series(table, column)
-        if series.empty:
-            _draw_not_logged(ax, title)
+def loss_panels(runs: list[dict[str, pd.DataFrame]]) -> list[tuple[str, str]]:
+    """The panels worth drawing: logged, and for a loss not numerically zero throughout (an on-policy GRPO loss
+    is ~1e-8 by construction; a KL loss at coefficient 0 is 0)."""
+    panels = []
+    for column, title in LOSS_PANELS:
+        series = _series(runs, "train", column)
+        if not series:
             continue
-        draw_raw_and_smoothed(ax, series, style, color, band=False)
+        if column in ZERO_CHECKED and all((s.abs() < NUMERICALLY_ZERO).all() for s in series):
+            log.info("panel %r of figure 'loss' left out: |%s| < %g throughout", title, column, NUMERICALLY_ZERO)
+            continue
+        panels.append((column, title))
+    return panels
+
+
+def plot_loss(runs: list[dict[str, pd.DataFrame]], outdir: Path, style: dict[str, Any], color: Any) -> list[Path]:
+    panels = loss_panels(runs)
+    if not panels:
+        return _skip("loss", "none of " + ", ".join(c for c, _ in LOSS_PANELS) + " logged (or all numerically 0)")
+    ncols = 1 if len(panels) == 1 else 2
+    nrows = math.ceil(len(panels) / ncols)
+    wide = {**style, "width_in": style["page_width_in"]} if ncols == 2 else style
+    fig, axes = new_figure(wide, nrows=nrows, ncols=ncols, height_scale=0.8 * nrows if nrows > 1 else 1.0,
+                           sharex=False, squeeze=False)
+    band = False
+    for ax, (column, title) in zip(axes.flat, panels):
+        band |= draw_curve(ax, _series(runs, "train", column), style, color)
         ax.set_title(title)
-        _integer_steps(ax)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=3))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
         ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
-    for ax in axes[1]:
+    for ax in list(axes.flat)[len(panels):]:
+        ax.remove()  # an odd number of panels: no empty axes
+    for ax in axes[-1]:
         ax.set_xlabel("train step")
+    if band:
+        from matplotlib.patches import Patch
+
+        fig.legend([Patch(facecolor=color, alpha=0.22, linewidth=0)], [band_label(len(runs))], loc="outside lower center")
     return save_figure(fig, outdir, "loss", style["formats"])
 
 
-def plot_response_length(tables: dict[str, pd.DataFrame], outdir: Path, style: dict[str, Any]) -> list[Path]:
-    series = metric_series(tables["rollout"], "rollout/response_lengths")
-    if series.empty:
+def plot_response_length(runs: list[dict[str, pd.DataFrame]], outdir: Path, style: dict[str, Any],
+                         color: Any) -> list[Path]:
+    series = _series(runs, "rollout", "rollout/response_lengths")
+    if not series:
         return _skip("response_length", "rollout/response_lengths not logged")
     fig, ax = new_figure(style)
-    draw_raw_and_smoothed(ax, series, style, style["_colors"][1 % len(style["_colors"])])
+    if draw_curve(ax, series, style, color, label=f"mean of {len(series)} seeds"):
+        _band_legend(ax, color, len(series))
     ax.set_xlabel("rollout")
     ax.set_ylabel("response length (tokens)")
     _integer_steps(ax)
     return save_figure(fig, outdir, "response_length", style["formats"])
 
 
-def plot_step_time(tables: dict[str, pd.DataFrame], outdir: Path, style: dict[str, Any]) -> list[Path]:
-    table = tables["perf"]
-    total = metric_series(table, "perf/step_time")
-    rollout = metric_series(table, "perf/rollout_time")
-    train = metric_series(table, "perf/actor_train_time")
+def _mean_series(series: list[pd.Series]) -> pd.Series:
+    if not series:
+        return pd.Series(dtype=float)
+    return series[0] if len(series) == 1 else across_seeds(series)["mean"]
+
+
+def plot_step_time(runs: list[dict[str, pd.DataFrame]], outdir: Path, style: dict[str, Any], color: Any) -> list[Path]:
+    total = _mean_series(_series(runs, "perf", "perf/step_time"))
+    rollout = _mean_series(_series(runs, "perf", "perf/rollout_time"))
+    train = _mean_series(_series(runs, "perf", "perf/actor_train_time"))
     if total.empty and rollout.empty and train.empty:
         return _skip("step_time", "none of perf/step_time, perf/rollout_time, perf/actor_train_time logged")
     fig, ax = new_figure(style)
-    colors = style["_colors"]
+    # Two tints of the experiment's colour: the phases are parts of one experiment, not other experiments.
+    shades = (_tint(color, 0.65), _tint(color, 0.25))
     if not rollout.empty and not train.empty:
         # Stack the two phases on the steps where both were timed; step_time on top shows the overhead.
         both = pd.concat({"rollout": rollout, "train": train}, axis=1).dropna()
         x = both.index.to_numpy(dtype=float)
-        # Opaque tints (not alpha) so the legend swatches match the areas they name.
-        ax.stackplot(x, both["rollout"], both["train"], colors=[_tint(colors[0]), _tint(colors[1])],
-                     labels=["rollout", "train"], linewidth=0)
+        ax.stackplot(x, both["rollout"], both["train"], colors=list(shades), labels=["rollout", "train"], linewidth=0)
     else:
-        for series, label, color in ((rollout, "rollout", colors[0]), (train, "train", colors[1])):
+        for series, label, shade in ((rollout, "rollout", shades[0]), (train, "train", shades[1])):
             if not series.empty:
-                ax.plot(series.index, series.values, color=color, linewidth=1.2, label=label)
+                ax.plot(series.index, series.values, color=shade, linewidth=1.2, label=label)
     if not total.empty:
         ax.plot(total.index, total.values, color="0.15", linewidth=1.0, label="step")
-    ax.set_xlabel("rollout")
+    ax.set_xlabel("rollout" if len(runs) == 1 else f"rollout (mean of {len(runs)} seeds)")
     ax.set_ylabel("time (seconds)")
     ax.set_ylim(bottom=0)
     _integer_steps(ax)
@@ -246,27 +363,41 @@ def plot_step_time(tables: dict[str, pd.DataFrame], outdir: Path, style: dict[st
     return save_figure(fig, outdir, "step_time", style["formats"])
 
 
+def experiment_color(style: dict[str, Any], index: int) -> Any:
+    """The colour of the experiment at `index` in the experiments' order: the same in every figure (the comparison
+    takes colour i of the same palette for its i-th experiment)."""
+    return palette_colors(style, index + 1)[index]
+
+
 def plot_training(
-    metrics_dir: str | os.PathLike,
+    metrics_dir: str | os.PathLike | list,
     outdir: str | os.PathLike,
     style: dict[str, Any] | None = None,
     eval_k: int | None = None,
+    color_index: int = 0,
+    base: dict[str, tuple] | None = None,
+    eval_samples: list[dict] | None = None,
 ) -> list[Path]:
     """Write reward, eval, loss, response_length and step_time figures; returns the files written.
 
-    `eval_k` (samples per eval prompt) only labels the eval axis as avg@k; figures whose metrics were never
-    logged are skipped, so an empty run gives an empty list.
+    `metrics_dir`: one run's metrics directory, or a list of them (replicate seeds: curves are the mean with a
+    band of the 95% interval across seeds). `eval_k` (samples per eval prompt) labels the eval axis as avg@k;
+    `base` ({dataset: (value, low, high)}) starts the eval curve at step 0; `eval_samples` (one run's in-training
+    eval records) give its error bars. Figures whose metrics were never logged are skipped, so an empty run gives
+    an empty list.
     """
     resolved = apply_style(style)
-    resolved["_colors"] = palette_colors(resolved, 8)
-    tables = read_metrics(metrics_dir)
+    color = experiment_color(resolved, color_index)
+    dirs = metrics_dir if isinstance(metrics_dir, list) else [metrics_dir]
+    runs = [read_metrics(d) for d in dirs]
+    intervals = eval_intervals(eval_samples) if eval_samples and len(runs) == 1 else None
     outdir = Path(outdir)
     written: list[Path] = []
-    written += plot_reward(tables, outdir, resolved)
-    written += plot_eval(tables, outdir, resolved, eval_k)
-    written += plot_loss(tables, outdir, resolved)
-    written += plot_response_length(tables, outdir, resolved)
-    written += plot_step_time(tables, outdir, resolved)
+    written += plot_reward(runs, outdir, resolved, color)
+    written += plot_eval(runs, outdir, resolved, eval_k, color, base=base, intervals=intervals)
+    written += plot_loss(runs, outdir, resolved, color)
+    written += plot_response_length(runs, outdir, resolved, color)
+    written += plot_step_time(runs, outdir, resolved, color)
     return written
 
 
@@ -321,12 +452,14 @@ def pass_at_k_points(block: dict[str, Any]) -> list[tuple[int, float, float, flo
 
 
 def plot_summary(
-    summary: dict[str, Any], outdir: str | os.PathLike, style: dict[str, Any] | None = None
+    summary: dict[str, Any], outdir: str | os.PathLike, style: dict[str, Any] | None = None, color_index: int = 0,
+    name: str = "pass_at_k",
 ) -> list[Path]:
-    """Write `pass_at_k.<fmt>`: base vs final unbiased pass@k over k with 95% CI error bars."""
+    """Write `<name>.<fmt>` (pass_at_k): base (grey) vs final (the experiment's colour) unbiased pass@k over k with
+    their 95% intervals as error bars."""
     check_summary(summary)
     resolved = apply_style(style)
-    colors = palette_colors(resolved, 2)
+    colors = ["0.55", experiment_color(resolved, color_index)]
     sides = [(side, pass_at_k_points(summary[side])) for side in ("base", "final") if side in summary]
     sides = [(side, points) for side, points in sides if points]
     if not sides:
@@ -348,8 +481,54 @@ def plot_summary(
     ax.minorticks_off()
     ax.set_xlabel("k (samples per problem)")
     ax.set_ylabel("pass@k")
-    ax.legend(loc="best")
-    return save_figure(fig, Path(outdir), "pass_at_k", resolved["formats"])
+    ax.legend(loc="best", title=_interval_note(summary))
+    return save_figure(fig, Path(outdir), name, resolved["formats"])
+
+
+def _interval_note(summary: dict[str, Any]) -> str:
+    seeds = summary.get("seeds")
+    return f"95% CI across {len(seeds)} seeds" if seeds and len(seeds) > 1 else "95% bootstrap CI"
+
+
+def final_score_points(summary: dict[str, Any], side: str = "final") -> list[tuple[str, float, float | None, float | None]]:
+    """(metric, value, low, high) of the headline metrics (avg@k, pass@1, maj@k) of one side of a summary."""
+    k = int(summary["k"])
+    out = []
+    for metric in (f"avg@{k}", "pass@1", f"maj@{k}"):
+        entry = (summary.get(side) or {}).get("metrics", {}).get(metric)
+        if entry is None:
+            continue
+        low, high = entry.get("ci95") or (None, None)
+        out.append((metric, float(entry["value"]), low, high))
+    return out
+
+
+def plot_final_scores(entries: list[tuple[str, Any, list[tuple[str, float, Any, Any]]]], outdir: str | os.PathLike,
+                      style: dict[str, Any] | None = None, name: str = "final_scores",
+                      note: str = "95% CI") -> list[Path]:
+    """Estimate and interval per entry and metric: `entries` are (label, colour, final_score_points(...)), one
+    group of points per metric along x, one colour per entry (an experiment, or base and final of one)."""
+    resolved = apply_style(style)
+    entries = [e for e in entries if e[2]]
+    if not entries:
+        return _skip(name, "no final scores")
+    metrics = list(dict.fromkeys(m for _, _, points in entries for m, *_ in points))
+    fig, ax = new_figure({**resolved, "width_in": resolved["page_width_in"]} if len(entries) > 3 else resolved)
+    width = 0.7 / len(entries)
+    for i, (label, color, points) in enumerate(entries):
+        offset = (i - (len(entries) - 1) / 2) * width
+        for metric, value, low, high in points:
+            x = metrics.index(metric) + offset
+            err = None if low is None else [[max(value - low, 0.0)], [max(high - value, 0.0)]]
+            ax.errorbar([x], [value], yerr=err, color=color, marker="o", markersize=3.5, capsize=2,
+                        elinewidth=0.9, linestyle="none", label=label if metric == points[0][0] else None)
+    ax.set_xticks(range(len(metrics)))
+    ax.set_xticklabels(metrics)
+    ax.set_xlim(-0.5, len(metrics) - 0.5)
+    ax.set_ylabel("score")
+    ax.grid(False, axis="x")
+    ax.legend(loc="best", title=f"error bars: {note}")
+    return save_figure(fig, Path(outdir), name, resolved["formats"])
 
 
 def _thin_ticks(ks: list[int]) -> list[int]:

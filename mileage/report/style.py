@@ -8,6 +8,7 @@ A style is a plain dict (it comes from the config as a Snakemake `params` value)
 | `palette`    | `"colorblind"`       | seaborn palette name                                              |
 | `font_scale` | `1.0`                | seaborn font scale; every font size is then held at >= 7 pt       |
 | `width_in`   | `3.3`                | figure width in inches (one column of a two-column paper)         |
+| `page_width_in` | `6.9`             | width of the wide figures (loss panels, final scores): two columns |
 | `height_in`  | `2.4`                | height of a one-panel figure in inches                            |
 | `dpi`        | `300`                | raster resolution (PNG); PDFs are vector                          |
 | `smoothing`  | `0.6`                | EMA weight of the past, in [0, 1): 0 = no smoothing. Same meaning |
@@ -16,7 +17,7 @@ A style is a plain dict (it comes from the config as a Snakemake `params` value)
 
 Figures are laid out with constrained layout, never `bbox_inches="tight"`, so a PNG is exactly
 `width_in * dpi` pixels wide. Dates and software versions are left out of the file metadata so that the
-same data give the same bytes on a rerun.
+same data give the same bytes on a rerun (PDF: no dates, producer or creator; fonts embedded as TrueType, Type 42).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ DEFAULT_STYLE: dict[str, Any] = {
     "palette": "colorblind",
     "font_scale": 1.0,
     "width_in": 3.3,
+    "page_width_in": 6.9,
     "height_in": 2.4,
     "dpi": 300,
     "smoothing": 0.6,
@@ -82,7 +84,7 @@ def resolve_style(style: dict[str, Any] | None = None) -> dict[str, Any]:
         raise StyleError(f"unknown plot style key(s) {unknown}; known keys: {sorted(DEFAULT_STYLE)}")
     merged = {**DEFAULT_STYLE, **style}
 
-    for key in ("font_scale", "width_in", "height_in", "dpi"):
+    for key in ("font_scale", "width_in", "page_width_in", "height_in", "dpi"):
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise StyleError(f"plot style key {key!r} must be a positive number, got {value!r}")
@@ -172,16 +174,6 @@ def smooth(values: pd.Series, smoothing: float) -> pd.Series:
     if smoothing <= 0:
         return values.astype(float)
     return values.astype(float).ewm(alpha=1.0 - float(smoothing), adjust=True).mean()
-
-
-def smooth_std(values: pd.Series, smoothing: float, window: int = 5) -> pd.Series:
-    """Spread around the smoothed curve: EMA std with the same weight (rolling std when unsmoothed)."""
-    values = values.astype(float)
-    if smoothing <= 0:
-        spread = values.rolling(window, min_periods=2, center=True).std()
-    else:
-        spread = values.ewm(alpha=1.0 - float(smoothing), adjust=True).std()
-    return spread.fillna(0.0)
 
 
 def save_figure(fig: plt.Figure, outdir: str | os.PathLike, name: str, formats: Sequence[str]) -> list[Path]:

@@ -11,8 +11,10 @@ from mileage.keys import stage_params
 from mileage.layout import Layout
 
 
-def experiment_paths(layout: Layout, name: str, exp: dict, config: dict) -> dict:
-    """Paths of one experiment's inputs; registers every shared cache entry it needs with `layout`."""
+def experiment_paths(layout: Layout, name: str, exp: dict, config: dict, declared: dict | None = None) -> dict:
+    """Paths of one experiment's inputs; registers every shared cache entry it needs with `layout`. `declared`: the
+    experiment as configured when `exp` is one of its replicate seeds (the base evaluation is built from it, so
+    the replicates share one)."""
     engine = engine_of(exp)
     paths = {
         "train_data": layout.dataset(exp, "train"),
@@ -29,7 +31,8 @@ def experiment_paths(layout: Layout, name: str, exp: dict, config: dict) -> dict
     paths["final_eval_inputs"] = {**model, "done": layout.exp(name, "train", "done.json"), "data": paths["eval_data"]}
     base_inputs = {**model, "data": paths["eval_data"]}
     paths["base_eval"] = layout.base_eval(
-        exp["engine"], rule_params("eval_base", None, exp, config, layout), base_inputs, exp["resources"]["gpus"]
+        exp["engine"], rule_params("eval_base", None, declared or exp, config, layout), base_inputs,
+        exp["resources"]["gpus"],
     )
     return paths
 

@@ -13,7 +13,7 @@ from mileage.report.compare import compare_experiments
 from mileage.report.markdown import write_report
 from mileage.report.plots import load_summary, plot_summary, plot_training
 
-FIGURES = ("reward", "eval", "loss", "response_length", "step_time", "pass_at_k")
+FIGURES = ("reward", "eval", "loss", "response_length", "step_time", "pass_at_k", "final_scores")
 
 
 def metric_tables(events: str, outdir: str) -> None:
@@ -28,15 +28,83 @@ def report(summary: str, metrics_dir: str, out: str, params: dict) -> None:
     write_report(load_summary(summary), metrics_dir, out, [str(Path(out).parent / f) for f in figures], title)
 
 
-def figures(summary: str, metrics_dir: str, outdir: str, params: dict) -> None:
+def base_points(summary: dict) -> dict[str, tuple]:
+    """{dataset: (avg@k, low, high)} of the base model's stand-alone evaluation: step 0 of the eval curve."""
+    entry = summary.get("base", {}).get("metrics", {}).get(f"avg@{summary['k']}")
+    if entry is None:
+        return {}
+    low, high = entry.get("ci95") or (entry["value"], entry["value"])
+    return {summary["dataset"]: (entry["value"], low, high)}
+
+
+def summary_figures(data: dict, outdir: Path, style: dict, color_index: int) -> list[Path]:
+    """pass@k and the final-scores figure (base in grey, final in the experiment's colour) of one summary."""
+    from mileage.report.plots import experiment_color, final_score_points, plot_final_scores
+    from mileage.report.style import resolve_style
+
+    color = experiment_color(resolve_style(style), color_index)
+    written = plot_summary(data, outdir, style, color_index=color_index)
+    seeds = data.get("seeds") or []
+    note = f"95% CI across {len(seeds)} seeds (final)" if len(seeds) > 1 else "95% bootstrap CI over problems"
+    entries = [("base", "0.55", final_score_points(data, "base")), ("final", color, final_score_points(data))]
+    return written + plot_final_scores(entries, outdir, style, note=note)
+
+
+def figures(summary: str, metrics_dir: str | list, outdir: str, params: dict, color_index: int = 0,
+            eval_samples: str | None = None) -> None:
     """`params`: the plots rule's keys. The in-training eval's samples per prompt (`eval.n_samples_per_prompt`)
-    label the eval figure; it is not the summary's k, which counts the stand-alone base/final evaluations."""
+    label the eval figure; it is not the summary's k, which counts the stand-alone base/final evaluations.
+    `metrics_dir`: a list for replicate seeds (mean and across-seed interval); `eval_samples`: one run's in-training
+    eval records (its eval error bars); `color_index`: the experiment's place in the experiments' order."""
     style, eval_k = params["plots"], params["eval"]["n_samples_per_prompt"]
     data = load_summary(summary)
+    samples = None
+    if eval_samples and Path(eval_samples).stat().st_size:
+        samples = [dict(r) for r in iter_jsonl_rows(eval_samples)]
     with atomic_dir(outdir) as tmp:
-        written = plot_training(metrics_dir, tmp, style, eval_k=eval_k)
-        written += plot_summary(data, tmp, style)
+        written = plot_training(metrics_dir, tmp, style, eval_k=eval_k, color_index=color_index,
+                                base=base_points(data), eval_samples=samples)
+        written += summary_figures(data, tmp, style, color_index)
     print(f"mileage: {len(written)} figure files in {outdir}")
+
+
+def iter_jsonl_rows(path: str):
+    from mileage.jsonl import iter_jsonl
+
+    return (row for _, row in iter_jsonl(Path(path)))
+
+
+def aggregate(name: str, seeds: list[int], run_dirs: list[str], outdir: str, params: dict,
+              color_index: int = 0) -> None:
+    """The aggregate of an experiment's replicate seeds in `outdir` (results/<exp>): report/summary.json
+    (mileage.evaluation.replicates), metrics/*.tsv (the across-seed mean per step, which the comparison reads as
+    one experiment's), report/figures (mean and 95% interval across seeds) and report/report.md.
+    `params`: {"summarize", "report", "plots"}: those rules' params of the experiment."""
+    from mileage.atomic import write_json, write_text
+    from mileage.evaluation.replicates import aggregate_summaries, mean_tables
+    from mileage.metrics.tables import table_text
+    from mileage.report.plots import STEP_KEYS, read_metrics
+
+    out = Path(outdir)
+    summaries = [load_summary(Path(d) / "report" / "summary.json") for d in run_dirs]
+    summarize = params["summarize"]["report"]
+    document = aggregate_summaries(name, seeds, summaries, n_resamples=summarize["bootstrap_samples"],
+                                   seed=summarize["bootstrap_seed"])
+    document["replicates"] = {str(s): str(Path(d).relative_to(out)) for s, d in zip(seeds, run_dirs)}
+    tables = [read_metrics(Path(d) / "metrics") for d in run_dirs]
+    for kind in STEP_KEYS:
+        mean = mean_tables([t[kind] for t in tables])
+        steps = {int(row[0]): {c: v for c, v in zip(mean.columns[1:], row[1:]) if v == v}
+                 for row in mean.itertuples(index=False)}
+        write_text(out / "metrics" / f"{kind}.tsv", table_text(kind, steps))
+    write_json(out / "report" / "summary.json", document)
+    figures(str(out / "report" / "summary.json"), [str(Path(d) / "metrics") for d in run_dirs],
+            str(out / "report" / "figures"), params["plots"], color_index=color_index)
+    report(str(out / "report" / "summary.json"), str(out / "metrics"), str(out / "report" / "report.md"),
+           params["report"])
+    interval = document["final"]["metrics"][f"avg@{document['k']}"]
+    print(f"mileage: {name}: final avg@{document['k']} over seeds {seeds} = {interval['value']:.3f} "
+          f"(95% CI across seeds {interval['ci95']})")
 
 
 def compare(experiments: dict, scores: str, figures_dir: str, style: dict, eval_ks: dict | None = None) -> None:

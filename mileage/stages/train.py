@@ -37,7 +37,7 @@ def run_training(train: dict, inputs: dict, outputs: dict, run_dir: str) -> None
                 entrypoint,
                 runtime_env,
                 run / "job.log",
-                job_id_prefix=f"mileage-{train['name']}",
+                job_id_prefix=f"mileage-{train['name']}".replace("/", "-"),  # a replicate: <exp>/seeds/<n>
                 metadata={"experiment": train["name"], "state": plan.state},
             )
         checkpoint = checkpoint_at(engine, train, run, num_rollout)

@@ -1,0 +1,116 @@
+"""The aggregate of an experiment's replicate seeds: one summary.json from each seed's own.
+
+Each replicate's summary holds its final evaluation and the base evaluation they share (one model, one base
+run). The aggregate keeps a single summary's shape (`experiment`, `dataset`, `k`, `base`, `final`, so the report
+and the comparison read it as any summary) where `final.metrics` is the across-seed mean with a 95% Student-t
+interval across seeds (mileage.evaluation.paired.seed_interval), and adds `seeds`, `per_seed` (each seed's final
+scores) and `paired`: final minus base over problems x seeds (paired_test), per metric.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from mileage.evaluation.paired import PairingError, check_paired, paired_test, seed_interval
+from mileage.evaluation.stats import pass_at_j
+
+_PASS = re.compile(r"^pass@(\d+)$")
+
+
+class ReplicateError(ValueError):
+    """Replicate summaries that cannot be aggregated (different datasets, k or problems)."""
+
+
+def per_problem_scores(side: dict[str, Any], metric: str) -> np.ndarray:
+    """Metric `metric` (avg@k, pass@j, maj@k) of every problem of one side of a summary, in row order."""
+    rows = side["per_problem"]
+    if metric.startswith("avg@"):
+        return np.array([float(r["mean_reward"]) for r in rows])
+    if metric.startswith("maj@"):
+        return np.array([1.0 if r["majority_correct"] else 0.0 for r in rows])
+    match = _PASS.match(metric)
+    if match:
+        j = int(match.group(1))
+        return np.array([pass_at_j(int(r["n"]), int(r["n_correct"]), j) for r in rows])
+    raise ReplicateError(f"no per-problem scores for metric {metric!r}")
+
+
+def _problem_ids(side: dict[str, Any]) -> list[str]:
+    return [str(r["problem_id"]) for r in side["per_problem"]]
+
+
+def headline_metrics(k: int) -> tuple[str, ...]:
+    return (f"avg@{k}", "pass@1", f"maj@{k}")
+
+
+def aggregate_summaries(experiment: str, seeds: Sequence[int], summaries: Sequence[dict[str, Any]],
+                        **paired_kw: Any) -> dict[str, Any]:
+    """The aggregate summary of `experiment` from its replicates' summaries (one per seed, in `seeds` order)."""
+    if len(seeds) != len(summaries) or not summaries:
+        raise ReplicateError(f"{experiment}: {len(seeds)} seeds but {len(summaries)} replicate summaries")
+    first = summaries[0]
+    for seed, summary in zip(seeds, summaries):
+        for key in ("dataset", "k"):
+            if summary[key] != first[key]:
+                raise ReplicateError(f"{experiment}: seed {seed} has {key} {summary[key]!r}, seed {seeds[0]} "
+                                     f"{first[key]!r}: replicates must evaluate alike")
+        try:
+            check_paired(_problem_ids(first["final"]), _problem_ids(summary["final"]),
+                         f"seed {seeds[0]} and seed {seed}")
+            check_paired(_problem_ids(first["base"]), _problem_ids(summary["final"]), f"base and seed {seed}")
+        except PairingError as err:
+            raise ReplicateError(f"{experiment}: {err}") from None
+    metrics: dict[str, Any] = {}
+    for name in first["final"]["metrics"]:
+        values = [float(s["final"]["metrics"][name]["value"]) for s in summaries]
+        interval = seed_interval(values)
+        metrics[name] = {"value": interval["mean"], "ci95": interval["ci95"], "std": interval["std"],
+                         "per_seed": values, "interval": "95% Student-t across seeds"}
+    by_seed = np.array([per_problem_scores(s["final"], f"avg@{first['k']}") for s in summaries])
+    rows = [s["final"]["per_problem"] for s in summaries]
+    per_problem = [  # correct/n summed over the seeds, the mean reward averaged, each seed's kept
+        {"problem_id": pid, "label": rows[0][i].get("label"), "n": sum(int(r[i]["n"]) for r in rows),
+         "n_correct": sum(int(r[i]["n_correct"]) for r in rows), "mean_reward": float(by_seed[:, i].mean()),
+         "by_seed": [float(v) for v in by_seed[:, i]]}
+        for i, pid in enumerate(_problem_ids(first["final"]))
+    ]
+    paired = {}
+    for name in headline_metrics(int(first["k"])):
+        if name not in first["final"]["metrics"]:
+            continue
+        final = np.array([per_problem_scores(s["final"], name) for s in summaries])
+        base = np.tile(per_problem_scores(first["base"], name), (len(summaries), 1))  # one shared base model
+        paired[name] = paired_test(base, final, **paired_kw)
+    return {
+        "experiment": experiment,
+        "dataset": first["dataset"],
+        "k": first["k"],
+        "seeds": list(seeds),
+        "base": first["base"],
+        "final": {
+            "n_problems": first["final"]["n_problems"],
+            "k": first["final"]["k"],
+            "n_seeds": len(seeds),
+            "metrics": metrics,
+            "per_problem": per_problem,
+        },
+        "per_seed": {str(seed): {"final": {n: m["value"] for n, m in s["final"]["metrics"].items()}}
+                     for seed, s in zip(seeds, summaries)},
+        "paired": paired,
+    }
+
+
+def mean_tables(tables: Sequence[Any]) -> Any:
+    """Metric tables (pandas, first column the step) of the replicates -> the across-seed mean at every step, and
+    the number of seeds that logged it (`<column>/n_seeds` is left out: the figures read the replicates' own)."""
+    import pandas as pd
+
+    present = [t for t in tables if len(t.columns)]
+    if not present:
+        return tables[0]
+    step = present[0].columns[0]
+    stacked = pd.concat([t.set_index(step) for t in present], axis=0)
+    return stacked.groupby(level=0, sort=True).mean().reset_index()
