@@ -23,7 +23,7 @@ CONFIG_SECTIONS = ("report", "plots")
 # What the rules every engine shares read. The cache rules (datasets, demo model, warm start, model download)
 # are keyed by these values through mileage.layout, so an edit elsewhere never rebuilds them.
 SHARED_READS: dict[str, tuple[str, ...]] = {
-    "summarize": ("data.eval.name", "report.bootstrap_samples", "report.bootstrap_seed"),
+    "summarize": ("data.eval.name", "rollout.reward", "report.bootstrap_samples", "report.bootstrap_seed"),
     "report": ("data.eval.name", "report.title", "plots.formats"),
     "plots": ("plots", "eval.n_samples_per_prompt"),
     "compare": ("plots", "eval.n_samples_per_prompt"),

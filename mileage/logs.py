@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from pathlib import Path
 from typing import Iterator, TextIO
 
@@ -36,8 +37,11 @@ def logged(log_path: str | Path | None) -> Iterator[None]:
     with open(log_path, "a", encoding="utf-8") as log:
         old_out, old_err = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = _Tee(old_out, log), _Tee(old_err, log)
+        start = time.monotonic()
         try:
             yield
+            # The stage's wall time, which mileage.provenance reads back (last line of its latest run).
+            print(f"mileage: wall time {time.monotonic() - start:.3f} s")
         except BaseException as exc:
             # KeyboardInterrupt carries no message: say what happened rather than print an empty one.
             detail = str(exc) or ("interrupted" if isinstance(exc, KeyboardInterrupt) else "")

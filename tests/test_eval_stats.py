@@ -92,11 +92,13 @@ def test_summary_metrics_match_brute_force() -> None:
         assert metrics[f"pass@{j}"]["value"] == pytest.approx(expected)
     assert metrics["maj@4"]["value"] == pytest.approx(1 / 3)
     assert metrics["pass@1"]["value"] == pytest.approx(metrics["avg@4"]["value"])
-    assert set(metrics) == {"avg@4", "pass@1", "pass@2", "pass@3", "pass@4", "maj@4"}
+    assert set(metrics) == {"avg@4", "pass@1", "pass@2", "pass@3", "pass@4", "maj@4", "answer_avg@4", "format@4"}
+    assert metrics["format@4"]["value"] == pytest.approx(7 / 12)  # 7 of 12 samples gave an answer
 
     rows = {row["problem_id"]: row for row in summary["per_problem"]}
     assert rows["a"] == {"problem_id": "a", "label": "1", "n": 4, "n_correct": 2, "mean_reward": 0.5,
-                         "majority_answer": "1", "majority_correct": True}
+                         "majority_answer": "1", "majority_correct": True, "n_answer_correct": 0,
+                         "n_formatted": 3}
     assert rows["b"]["majority_answer"] == "3" and rows["b"]["majority_correct"] is False
     assert rows["c"]["majority_answer"] is None and rows["c"]["majority_correct"] is False
     assert summary["n_problems"] == 3 and summary["n_samples"] == 12 and summary["k"] == 4
@@ -130,7 +132,7 @@ def test_bootstrap_interval_contains_point_and_is_deterministic() -> None:
     assert first["metrics"]["avg@16"]["ci95"] != other_seed["metrics"]["avg@16"]["ci95"]
     for name, metric in first["metrics"].items():
         low, high = metric["ci95"]
-        assert low <= metric["value"] <= high, name
+        assert low <= metric["value"] <= high, name  # with 1000 resamples of 30 problems it holds here
         assert 0.0 <= low and high <= 1.0
     # With 30 problems of varied difficulty the interval is a real interval, not a point.
     low, high = first["metrics"]["avg@16"]["ci95"]
@@ -141,6 +143,15 @@ def test_bootstrap_interval_width_shrinks_with_more_problems() -> None:
     small = summarize(random_records(10, 4, seed=1), seed=0)["metrics"]["avg@4"]["ci95"]
     large = summarize(random_records(400, 4, seed=1), seed=0)["metrics"]["avg@4"]["ci95"]
     assert (large[1] - large[0]) < (small[1] - small[0])
+
+
+def test_intervals_are_reported_as_computed_not_clamped_to_the_estimate() -> None:
+    # One resample: the "interval" is that resample's mean, which need not be the data's mean (0.25). It is
+    # shown as computed, so an interval that misses its estimate tells the reader the resamples were too few.
+    values = [[0.0], [0.0], [0.0], [1.0]]
+    intervals = [tuple(bootstrap_ci(values, n_boot=1, seed=s)[0]) for s in range(10)]
+    assert any(low > 0.25 or high < 0.25 for low, high in intervals)
+    assert all(low == high for low, high in intervals)
 
 
 def test_bootstrap_of_constant_values_is_a_point() -> None:
@@ -195,12 +206,13 @@ def test_summary_document_shape_and_common_k() -> None:
     base = random_records(5, 8, seed=1)
     final = random_records(5, 6, seed=2)
     doc = summary_document("demo", "aime", base, final, n_boot=50, seed=1)
-    assert set(doc) == {"experiment", "dataset", "k", "base", "final"}
+    assert set(doc) == {"experiment", "dataset", "k", "reward", "base", "final", "paired"}
     assert doc["experiment"] == "demo" and doc["dataset"] == "aime"
     assert doc["k"] == 6 and doc["base"]["k"] == 6 and doc["final"]["k"] == 6
     for side in ("base", "final"):
         assert set(doc[side]) == {"n_problems", "n_samples", "k", "metrics", "per_problem"}
-        assert set(doc[side]["metrics"]) == {"avg@6", "maj@6"} | {f"pass@{j}" for j in range(1, 7)}
+        assert set(doc[side]["metrics"]) == ({"avg@6", "maj@6", "answer_avg@6", "format@6"}
+                                             | {f"pass@{j}" for j in range(1, 7)})
     json.dumps(doc)  # plain JSON types only
     assert summary_document("demo", "aime", base, final, k=3, n_boot=50)["final"]["k"] == 3
 
@@ -279,3 +291,54 @@ def test_records_from_file_summarise(tmp_path: Path) -> None:
     summary = summarize(read_records(path), n_boot=100)
     assert summary["metrics"]["avg@4"]["value"] == pytest.approx(3 / 8)
     assert summary["metrics"]["maj@4"]["value"] == pytest.approx(0.5)  # p-0 right by vote, p-1 wrong
+
+
+# --- votes by the reward's equivalence, accuracy irrespective of format, final minus base ------------------------
+
+
+def test_votes_pool_what_the_reward_deems_equal_not_what_reads_alike() -> None:
+    # Two samples say 1/2, three say 0.5, two say 3. By string "0.5" would win with 3 votes either way; with 3/2/2
+    # split differently it matters: here "3" leads by string (3 vs 2 vs 2) but 1/2 = 0.5 pools 4 votes.
+    answers = ["3", "1/2", "3", "0.5", "\\frac{1}{2}", "3", "0.5"]
+    samples = [record("p", i, "1/2", a, 0.0 if a == "3" else 1.0) for i, a in enumerate(answers)]
+    assert majority_vote(samples, "deepscaler") == ("1/2", True)
+    assert majority_vote(samples, "math_verify") == ("1/2", True)
+
+
+def test_votes_stay_apart_when_the_reward_says_they_differ() -> None:
+    # deepscaler compares integer fractions as written: 2/4 is not 1/2 for it, so they are two answers.
+    answers = ["2/4", "2/4", "1/2", "7", "7"]
+    samples = [record("p", i, "1/2", a, 1.0 if a == "1/2" else 0.0) for i, a in enumerate(answers)]
+    assert majority_vote(samples, "deepscaler") == ("2/4", False)  # 2/4 and 7 tie; 2/4 came first
+
+
+def test_answer_accuracy_irrespective_of_format() -> None:
+    def sample(i: int, response: str, label: str = "6") -> dict:
+        rec = make_record("p", i, label, response, 5, False, "deepscaler")
+        return rec
+    records = [sample(0, "</think>\\boxed{6}"), sample(1, "</think>Answer: 6"), sample(2, "<think>it is \\boxed{6}"),
+               sample(3, "</think>Answer: 5")]
+    side = summarize(records, reward="deepscaler", n_boot=50)
+    assert side["metrics"]["avg@4"]["value"] == pytest.approx(0.25)  # only the closed think block with a box
+    assert side["metrics"]["answer_avg@4"]["value"] == pytest.approx(0.75)  # three say 6, in any format
+    assert side["metrics"]["format@4"]["value"] == pytest.approx(0.25)
+
+
+def test_summary_pairs_final_against_base() -> None:
+    base = [record(f"p{p}", i, "1", "1" if (p + i) % 4 == 0 else "2", 1.0 if (p + i) % 4 == 0 else 0.0)
+            for p in range(20) for i in range(4)]
+    final = [dict(r, extracted_answer="1", reward=1.0) if r["problem_id"] < "p5" or r["reward"] else r for r in base]
+    doc = summary_document("demo", "arith", base, final, n_boot=500)
+    avg = doc["paired"]["avg@4"]
+    expected = doc["final"]["metrics"]["avg@4"]["value"] - doc["base"]["metrics"]["avg@4"]["value"]
+    assert avg["estimate"] == pytest.approx(expected) and avg["estimate"] > 0
+    assert avg["ci95"][0] > 0 and avg["p_value"] < 0.05 and avg["n_problems"] == 20
+    assert set(doc["paired"]) == {"avg@4", "pass@1", "pass@4", "maj@4", "answer_avg@4", "format@4"}
+
+
+def test_summary_refuses_to_pair_different_problems() -> None:
+    base = problem("a", "1", ["1", "2"]) + problem("b", "1", ["1", "1"])
+    final = problem("a", "1", ["1", "1"]) + problem("c", "1", ["1", "1"])
+    doc = summary_document("demo", "arith", base, final, n_boot=20)
+    assert doc["paired"] == {}
+    assert "not evaluated on the same problems" in doc["paired_refused"] and "'b'" in doc["paired_refused"]

@@ -75,16 +75,20 @@ def paired_test(a: Any, b: Any, *, n_resamples: int = N_RESAMPLES, seed: int = S
         raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
     diff = (b - a).mean(axis=0)  # per problem, averaged over seeds
     estimate = float(diff.mean())
-    rng = np.random.Generator(np.random.PCG64(seed))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy's notes on constant or tiny samples; its numbers stand as given
-        boot = scipy.stats.bootstrap((diff,), np.mean, n_resamples=n_resamples, vectorized=True,
-                                     method="percentile", rng=rng)
-        # With 2**problems <= n_resamples scipy runs the exact test over every sign pattern.
-        flip = scipy.stats.permutation_test((diff,), np.mean, permutation_type="samples", vectorized=True,
-                                            n_resamples=n_resamples, alternative="two-sided", rng=rng)
-    low, high = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
-    p_value = float(flip.pvalue)
+    if diff.size == 1:  # one problem: every resample is that problem, and one sign flip is as likely as none
+        low = high = estimate
+        p_value = 1.0
+    else:
+        rng = np.random.Generator(np.random.PCG64(seed))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy's notes on constant or tiny samples; its numbers stand as given
+            boot = scipy.stats.bootstrap((diff,), np.mean, n_resamples=n_resamples, vectorized=True,
+                                         method="percentile", rng=rng)
+            # With 2**problems <= n_resamples scipy runs the exact test over every sign pattern.
+            flip = scipy.stats.permutation_test((diff,), np.mean, permutation_type="samples", vectorized=True,
+                                                n_resamples=n_resamples, alternative="two-sided", rng=rng)
+        low, high = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
+        p_value = float(flip.pvalue)
     return {
         "estimate": estimate,
         "ci95": [low, high],

@@ -1,8 +1,13 @@
-"""Evaluation statistics from per-sample records: avg@k, unbiased pass@j, maj@k, bootstrap intervals.
+"""Evaluation statistics from per-sample records: avg@k, unbiased pass@j, maj@k, bootstrap intervals, and the
+paired difference final minus base.
 
 Every metric is a mean over problems of a per-problem value, so one bootstrap (resampling problems with
 replacement) gives all the intervals at once. Each problem contributes exactly k samples (its k lowest
 sample indices), so "@k" means the same thing for every problem.
+
+Beside the reward's own metrics, two tell format learning from real gains: `answer_avg@k`, the share of samples
+whose last answer anywhere (a box anywhere, else the last number) is right by the reward's equivalence whatever
+the format, and `format@k`, the share of samples in which the reward found an answer at all.
 """
 
 from __future__ import annotations
@@ -11,9 +16,15 @@ import re
 from collections import defaultdict
 from typing import Any
 
-import numpy as np
+import warnings
 
-from mileage.rewards import normalize_answer
+import numpy as np
+import scipy.stats
+
+from mileage.evaluation.answers import free_answer_correct, group_equivalent
+from mileage.evaluation.paired import PairingError, check_paired, paired_test
+
+DEFAULT_REWARD = "deepscaler"  # the schema's default rollout.reward
 
 # Rewards are binary (1.0 = correct); the tolerance absorbs float noise from averaging engines.
 CORRECT_AT = 1.0 - 1e-9
@@ -69,70 +80,112 @@ def pass_at_j(n: int, c: int, j: int) -> float:
     return 1.0 - miss
 
 
-def majority_vote(samples: list[dict]) -> tuple[str | None, bool]:
-    """Most common answer (equivalent forms pooled) and whether it is correct.
+def majority_vote(samples: list[dict], reward: str = DEFAULT_REWARD) -> tuple[str | None, bool]:
+    """Most common answer, answers pooled by the reward's own equivalence, and whether it is correct.
 
-    Samples without an answer do not vote. Ties go to the answer that appeared first (lowest
-    sample_index), so the result does not depend on dict or set order. The answer counts as correct
-    when the samples that gave it were all graded correct.
+    Samples without an answer do not vote. `1/2` and `0.5` count as one answer exactly when reward `reward`
+    deems them equal (mileage.evaluation.answers). Ties go to the answer that appeared first (lowest
+    sample_index), so the result does not depend on dict or set order. The winner is shown as its first
+    spelling and is correct when that sample was graded correct.
     """
-    votes: dict[str, list[dict]] = {}
-    for sample in samples:  # already in sample_index order
-        answer = sample.get("extracted_answer")
-        if answer is None:
-            continue
-        votes.setdefault(normalize_answer(str(answer)), []).append(sample)
-    if not votes:
+    voting = [s for s in samples if s.get("extracted_answer") is not None]  # already in sample_index order
+    if not voting:
         return None, False
-    best = max(votes.values(), key=len)  # max keeps the first of equal counts: earliest answer wins
-    correct = all(float(s["reward"]) >= CORRECT_AT for s in best)
-    return str(best[0]["extracted_answer"]), correct
+    groups = group_equivalent([str(s["extracted_answer"]) for s in voting], reward)
+    best = max(groups, key=len)  # max keeps the first of equal counts: earliest answer wins
+    first = voting[best[0]]
+    return str(first["extracted_answer"]), float(first["reward"]) >= CORRECT_AT
 
 
-def _per_problem(groups: dict[str, list[dict]], k: int) -> tuple[list[dict], np.ndarray, np.ndarray, np.ndarray]:
-    rows, avg, passes, maj = [], [], [], []
+def _per_problem(groups: dict[str, list[dict]], k: int, reward: str) -> tuple[list[dict], np.ndarray]:
+    rows = []
     for problem_id, samples in groups.items():
         used = samples[:k]
         rewards = [float(s["reward"]) for s in used]
-        n_correct = sum(r >= CORRECT_AT for r in rewards)
-        answer, majority_correct = majority_vote(used)
-        mean_reward = sum(rewards) / k
+        answer, majority_correct = majority_vote(used, reward)
         rows.append({
             "problem_id": problem_id,
             "label": str(used[0]["label"]),
             "n": k,
-            "n_correct": int(n_correct),
-            "mean_reward": mean_reward,
+            "n_correct": int(sum(r >= CORRECT_AT for r in rewards)),
+            "mean_reward": sum(rewards) / k,
             "majority_answer": answer,
             "majority_correct": majority_correct,
+            "n_answer_correct": int(sum(free_answer_correct(reward, str(s["response"]), str(s["label"]))
+                                        for s in used)),
+            "n_formatted": int(sum(s.get("extracted_answer") is not None for s in used)),
         })
-        avg.append(mean_reward)
-        passes.append([pass_at_j(k, n_correct, j) for j in range(1, k + 1)])
-        maj.append(1.0 if majority_correct else 0.0)
-    return rows, np.asarray(avg), np.asarray(passes), np.asarray(maj)
+    return rows, metric_table(rows, metric_names(k))
+
+
+def metric_names(k: int) -> list[str]:
+    """Every metric of a side, in summary order."""
+    return ([f"avg@{k}"] + [f"pass@{j}" for j in range(1, k + 1)] + [f"maj@{k}", f"answer_avg@{k}",
+                                                                      f"format@{k}"])
+
+
+def headline_metrics(k: int) -> list[str]:
+    """The metrics tables show and paired tests compare: avg@k, pass@1, pass@k, maj@k (pass@k dropped when
+    k == 1), then the format-free accuracy and the format rate."""
+    return list(dict.fromkeys([f"avg@{k}", "pass@1", f"pass@{k}", f"maj@{k}", f"answer_avg@{k}", f"format@{k}"]))
+
+
+def per_problem_scores(rows: list[dict], metric: str) -> np.ndarray:
+    """One metric's value for every per-problem row of a summary side (in row order)."""
+    name, _, j = metric.partition("@")
+    if name == "avg":
+        return np.array([float(r["mean_reward"]) for r in rows])
+    if name == "pass":
+        return np.array([pass_at_j(int(r["n"]), int(r["n_correct"]), int(j)) for r in rows])
+    if name == "maj":
+        return np.array([1.0 if r["majority_correct"] else 0.0 for r in rows])
+    if name in ("answer_avg", "format"):
+        key = "n_answer_correct" if name == "answer_avg" else "n_formatted"
+        if rows and key not in rows[0]:
+            raise StatsError(f"metric {metric!r}: the summary's per-problem rows lack {key!r} (an older summary)")
+        return np.array([float(r[key]) / float(r["n"]) for r in rows])
+    raise StatsError(f"no per-problem scores for metric {metric!r}")
+
+
+def metric_table(rows: list[dict], names: list[str]) -> np.ndarray:
+    """(problems, metrics) table of per-problem values."""
+    return np.column_stack([per_problem_scores(rows, name) for name in names]) if rows else np.zeros((0, len(names)))
 
 
 def bootstrap_ci(per_problem: np.ndarray, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """95% percentile intervals of column means, resampling rows (problems) with replacement.
+    """95% percentile intervals of column means, resampling rows (problems) with replacement (scipy.stats.bootstrap).
 
-    `per_problem` is (problems, metrics); returns (metrics, 2). One index draw serves every metric,
-    so the intervals of different metrics come from the same resamples.
+    `per_problem` is (problems, metrics); returns (metrics, 2). Intervals are reported as computed: a percentile
+    interval of a mean almost always holds the mean, but nothing forces it to (with few resamples, or when
+    float rounding of the resampled means differs from the mean's last bit), and it is not widened to.
     """
     values = np.asarray(per_problem, dtype=float)
     if values.ndim == 1:
         values = values[:, None]
-    n = values.shape[0]
+    if values.shape[0] == 1:  # every resample of one problem is that problem (scipy wants two)
+        return np.stack([values[0], values[0]], axis=1)
     rng = np.random.Generator(np.random.PCG64(seed))
-    draws = rng.integers(0, n, size=(n_boot, n))
-    means = values[draws].mean(axis=1)  # (n_boot, metrics)
-    low, high = np.quantile(means, [0.025, 0.975], axis=0)
-    point = values.mean(axis=0)
-    # A mean lies inside its own percentile interval; min/max only absorb last-bit float differences.
-    return np.stack([np.minimum(low, point), np.maximum(high, point)], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy's notes on constant columns; their interval is the constant
+        result = scipy.stats.bootstrap((values,), np.mean, axis=0, n_resamples=n_boot, vectorized=True,
+                                       method="percentile", rng=rng)
+    low, high = np.atleast_1d(result.confidence_interval.low), np.atleast_1d(result.confidence_interval.high)
+    return np.stack([low, high], axis=1)
 
 
-def summarize(records: list[dict], k: int | None = None, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """One side (`base` or `final`) of summary.json: metrics with 95% CIs and a row per problem."""
+def paired_block(base: dict[str, Any], final: dict[str, Any], *, n_resamples: int, seed: int) -> dict[str, Any]:
+    """summary.json's `paired`: final minus base per headline metric over the same problems (paired_test)."""
+    check_paired([r["problem_id"] for r in base["per_problem"]], [r["problem_id"] for r in final["per_problem"]],
+                 "the base and final evaluations")
+    return {name: paired_test(per_problem_scores(base["per_problem"], name),
+                              per_problem_scores(final["per_problem"], name), n_resamples=n_resamples, seed=seed)
+            for name in headline_metrics(int(final["k"]))}
+
+
+def summarize(records: list[dict], k: int | None = None, n_boot: int = 1000, seed: int = 0,
+              reward: str = DEFAULT_REWARD) -> dict[str, Any]:
+    """One side (`base` or `final`) of summary.json: metrics with 95% CIs and a row per problem. `reward`: the
+    rule that graded the records (majority votes and the format-free accuracy use its equivalence)."""
     groups = _group_by_problem(records)
     if not groups:
         raise StatsError("no records to summarise")
@@ -146,9 +199,8 @@ def summarize(records: list[dict], k: int | None = None, n_boot: int = 1000, see
     if n_boot < 1:
         raise StatsError(f"n_boot must be at least 1, got {n_boot}")
 
-    rows, avg, passes, maj = _per_problem(groups, k)
-    names = [f"avg@{k}"] + [f"pass@{j}" for j in range(1, k + 1)] + [f"maj@{k}"]
-    table = np.column_stack([avg, passes, maj])
+    rows, table = _per_problem(groups, k, reward)
+    names = metric_names(k)
     values = table.mean(axis=0)
     intervals = bootstrap_ci(table, n_boot=n_boot, seed=seed)
     metrics = {
@@ -165,14 +217,24 @@ def summarize(records: list[dict], k: int | None = None, n_boot: int = 1000, see
 
 
 def summary_document(experiment: str, dataset: str, base: list[dict], final: list[dict], **kw: Any) -> dict[str, Any]:
-    """The whole summary.json. Without an explicit k both sides use the smaller default, so they compare."""
+    """The whole summary.json. Without an explicit k both sides use the smaller default, so they compare.
+
+    `paired` is final minus base over the same problems; when the two evaluations did not see the same problems
+    it is empty and `paired_refused` says why."""
     k = kw.pop("k", None)
     if k is None:
         k = min(default_k(base), default_k(final))
-    return {
+    document = {
         "experiment": experiment,
         "dataset": dataset,
         "k": k,
+        "reward": kw.get("reward", DEFAULT_REWARD),
         "base": summarize(base, k=k, **kw),
         "final": summarize(final, k=k, **kw),
     }
+    try:
+        document["paired"] = paired_block(document["base"], document["final"], n_resamples=kw.get("n_boot", 1000),
+                                          seed=kw.get("seed", 0))
+    except PairingError as exc:
+        document["paired"], document["paired_refused"] = {}, str(exc)
+    return document

@@ -13,7 +13,8 @@ def evaluate(evaluation: dict, inputs: dict, out: str) -> None:
     engine_of(evaluation).evaluate(evaluation, inputs, out)
 
 
-def summarize(summary: dict, base: str, final: str, out: str) -> None:
+def summarize(summary: dict, base: str, final: str, out: str, provenance: dict | None = None) -> None:
+    """`provenance`: what ran (mileage.provenance), stored as the summary's `provenance`."""
     document = summary_document(
         summary["name"],
         summary["data"]["eval"]["name"],
@@ -21,9 +22,17 @@ def summarize(summary: dict, base: str, final: str, out: str) -> None:
         read_records(final),
         n_boot=summary["report"]["bootstrap_samples"],
         seed=summary["report"]["bootstrap_seed"],
+        reward=summary["rollout"]["reward"],
     )
+    if provenance is not None:
+        document["provenance"] = provenance
     write_json(out, document)
     for side in ("base", "final"):
         metrics = document[side]["metrics"]
         avg = next(v for k, v in metrics.items() if k.startswith("avg@"))
         print(f"mileage: {side}: avg@{document[side]['k']} = {avg['value']:.3f} (95% CI {avg['ci95'][0]:.3f}-{avg['ci95'][1]:.3f})")
+    for name, test in document.get("paired", {}).items():
+        print(f"mileage: final - base {name}: {test['estimate']:+.3f} (95% CI {test['ci95'][0]:+.3f} to "
+              f"{test['ci95'][1]:+.3f}, p = {test['p_value']:.3g})")
+    if document.get("paired_refused"):
+        print(f"mileage: no paired test: {document['paired_refused']}")
