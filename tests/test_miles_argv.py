@@ -66,6 +66,10 @@ def card():
     return load_card("glm-z1-9b-0414", MODELS_DIR)
 
 
+def card_of(experiment: dict) -> dict:
+    return load_card(experiment["model"]["card"], MODELS_DIR)
+
+
 @pytest.fixture(scope="module")
 def reference():
     return load_experiment("glm-z1-9b-8xh100")
@@ -91,8 +95,8 @@ def test_groups_follow_the_launcher(reference, card):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_experiment_uses_known_flags(name, card):
     experiment = load_experiment(name)
-    argv = build_argv(experiment, card, PATHS)
-    validate_flags(argv)
+    argv = build_argv(experiment, card_of(experiment), PATHS)
+    validate_flags(argv, experiment["miles"]["train_backend"])
     assert "--wandb-key" not in argv
 
 
@@ -152,7 +156,7 @@ def test_every_schema_option_yields_known_flags(path, value, card):
             argv = build_argv(experiment, card, PATHS)
         except MilesConfigError:
             continue  # a combination miles would refuse (e.g. offload without colocate) is refused here too
-        validate_flags(argv)
+        validate_flags(argv, experiment["miles"]["train_backend"])
         built += 1
     assert built, f"miles.{'.'.join(path)}={value!r} builds with neither layout"
 

@@ -61,6 +61,10 @@ class Engine(ABC):
     def check_config(self, exp: Mapping[str, Any], where: str) -> None:
         """Raise mileage.config.ConfigError (naming `where.<key>`) for what this engine cannot run."""
 
+    def check_explicit_keys(self, exp: Mapping[str, Any], explicit: set[str], where: str) -> None:
+        """Like check_config, for what the config itself sets (`explicit`: dotted keys, schema defaults excluded),
+        e.g. a key that the experiment's settings make meaningless."""
+
     # ---- graph ------------------------------------------------------------------------------------------
     def model_inputs(self, layout, exp: Mapping[str, Any]) -> dict[str, str]:
         """What its training and evaluations load beyond the HF start model and the datasets (e.g. a conversion)."""

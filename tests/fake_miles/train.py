@@ -6,7 +6,9 @@ It accepts exactly the flags miles' parser accepts (the shipped flag lists, plus
 prefixes (`step` lines twice), TensorBoard scalars in $TENSORBOARD_DIR, debug-event JSONL, the eval hook
 called with Sample-like objects, and checkpoints with the tracker file. Rewards rise slowly.
 FAKE_MILES_DIE_AT=<rollout> makes it die at the start of that rollout (resume tests);
-FAKE_MILES_ARGV_LOG=<file> appends each invocation's argv there as one JSON line (what the pipeline really ran).
+FAKE_MILES_ARGV_LOG=<file> appends each invocation's argv there as one JSON line (what the pipeline really ran),
+with the CUDA_DEVICE_MAX_CONNECTIONS of this process. `--train-backend fsdp` parses with FSDP's parser and saves
+FSDP's checkpoint layout.
 """
 
 from __future__ import annotations
@@ -103,17 +105,33 @@ def tracker(ckpt_dir: str | None) -> str | None:
     return path.read_text().strip() if path.is_file() else None
 
 
-def save(save_dir: str, rollout_id: int, debug_dir: str | None) -> None:
-    it = Path(save_dir) / f"iter_{rollout_id:07d}"
+def save(save_dir: str, rollout_id: int, debug_dir: str | None, backend: str = "megatron",
+         save_optim: bool = True) -> None:
+    """Megatron: iter_<rollout id>/ and the tracker with the rollout id. FSDP (mileage/engines/miles/checkpoints.py
+    says where the layout was read): iter_<rollout id + 1>/{model,optimizer,lr_scheduler}/, rng_rank_0.pt,
+    meta.json, and the tracker with rollout id + 1."""
+    iteration = rollout_id + 1 if backend == "fsdp" else rollout_id
+    it = Path(save_dir) / f"iter_{iteration:07d}"
     it.mkdir(parents=True, exist_ok=True)
-    (it / "metadata.json").write_text(json.dumps({"iteration": rollout_id, "fake": True}))
+    if backend == "fsdp":
+        (it / "model").mkdir(exist_ok=True)
+        (it / "model" / "weights.json").write_text(json.dumps({"rollouts_trained": iteration, "fake": True}))
+        if save_optim:
+            for part in ("optimizer", "lr_scheduler"):
+                (it / part).mkdir(exist_ok=True)
+                (it / part / ".metadata").write_bytes(b"fake")
+        (it / "rng_rank_0.pt").write_bytes(b"fake")
+        (it / "meta.json").write_text(json.dumps({"iteration": iteration, "rollout_id": rollout_id,
+                                                  "next_rollout_id": rollout_id + 1}))
+    else:
+        (it / "metadata.json").write_text(json.dumps({"iteration": rollout_id, "fake": True}))
     if debug_dir and Path(debug_dir).is_dir():  # miles snapshots the debug-event dir into each checkpoint
         shutil.copytree(debug_dir, it / "debug_event_data", dirs_exist_ok=True)
     state = Path(save_dir) / "rollout"
     state.mkdir(exist_ok=True)
     (state / f"global_dataset_state_dict_{rollout_id}.pt").write_bytes(b"fake")
     tmp = Path(save_dir) / ".latest_checkpointed_iteration.txt.tmp"
-    tmp.write_text(str(rollout_id))
+    tmp.write_text(str(iteration))
     os.replace(tmp, Path(save_dir) / "latest_checkpointed_iteration.txt")  # written last
 
 
@@ -167,7 +185,9 @@ def log_argv(argv: list[str]) -> None:
     path = os.environ.get("FAKE_MILES_ARGV_LOG")
     if path:
         with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"pid": PID, "argv": argv}) + "\n")
+            fh.write(json.dumps({"pid": PID, "argv": argv,
+                                 "env": {"CUDA_DEVICE_MAX_CONNECTIONS": os.environ.get("CUDA_DEVICE_MAX_CONNECTIONS")}})
+                     + "\n")
 
 
 def main(argv: list[str]) -> int:
@@ -193,7 +213,11 @@ def main(argv: list[str]) -> int:
     save_interval = one(args, "--save-interval", None, int)
     debug_dir = one(args, "--save-debug-event-data")
     seed = one(args, "--rollout-seed", 42, int)
+    backend = one(args, "--train-backend")
+    trainer = "FSDPTrainRayActor" if backend == "fsdp" else "MegatronTrainRayActor"
     saved = tracker(load)
+    if backend == "fsdp" and saved is not None and not (Path(load) / f"iter_{int(saved):07d}" / "model").is_dir():
+        saved = None  # FSDP skips a load whose model/ is missing (and starts from --hf-checkpoint)
     ckpt_step = one(args, "--ckpt-step", None, int)
     if ckpt_step is not None and load:  # Megatron loads that iteration instead of the tracker's
         if not (Path(load) / f"iter_{ckpt_step:07d}").is_dir():
@@ -201,14 +225,17 @@ def main(argv: list[str]) -> int:
                   file=sys.stderr)
             return 1
         saved = str(ckpt_step)
-    start = int(saved) + 1 if saved not in (None, "release") else 0
+    start = 0 if saved in (None, "release") else int(saved) + (0 if backend == "fsdp" else 1)
     if saved not in (None, "release") and debug_dir:  # miles restores the debug-event snapshot on resume
         snapshot = Path(load) / f"iter_{int(saved):07d}" / "debug_event_data"
         if snapshot.is_dir():
             shutil.rmtree(debug_dir, ignore_errors=True)
             shutil.copytree(snapshot, debug_dir)
     source = load if saved is not None else one(args, "--ref-load")
-    print(f"(MegatronTrainRayActor pid={PID}) [{stamp()}] checkpoint.py:88 - loading {source}, start rollout {start}",
+    if backend == "fsdp" and saved is not None and not (Path(load) / f"iter_{int(saved):07d}" / "optimizer").is_dir():
+        print(f"({trainer} pid={PID}) [{stamp()}] checkpoint.py:120 - [FSDP] Optimizer checkpoint not found, "
+              "skipping optimizer load.", flush=True)
+    print(f"({trainer} pid={PID}) [{stamp()}] checkpoint.py:88 - loading {source}, start rollout {start}",
           flush=True)
     sinks = Sinks(debug_dir)
     die_at = os.environ.get("FAKE_MILES_DIE_AT")
@@ -241,16 +268,16 @@ def main(argv: list[str]) -> int:
                      "train/entropy_loss": 0.3, "train/pg_clipfrac": 0.0, "train/ppo_kl": 0.0,
                      "train/grad_norm": 0.3 + 0.01 * step_id, "train/lr-pg_0": 1e-6}
             for _ in range(2):  # the Megatron backend prints each step twice
-                log_line("MegatronTrainRayActor", "model.py:561", "step", step, train)
+                log_line(trainer, "model.py:561", "step", step, train)
             sinks.scalars(train, step)
             sinks.debug("actor_cell0_rank0", train)
         train_perf = {"perf/actor_train_time": 2.0, "perf/step_time": 3.5, "perf/actor_train_tflops": 100.0}
-        log_line("MegatronTrainRayActor", "train.py:140", "perf", rollout_id, train_perf)
+        log_line(trainer, "train.py:140", "perf", rollout_id, train_perf)
         sinks.scalars(train_perf, rollout_id)
         sinks.debug("actor_cell0_rank0", {**train_perf, "rollout/step": rollout_id})
         last = rollout_id == num_rollout - 1
         if save_dir and ((save_interval and (rollout_id + 1) % save_interval == 0) or last):
-            save(save_dir, rollout_id, debug_dir)
+            save(save_dir, rollout_id, debug_dir, backend, "--no-save-optim" not in args)
         if eval_interval is not None and (rollout_id + 1) % eval_interval == 0:
             run_eval(args, rollout_id, (rollout_id + 1) / num_rollout, rng, sinks)
     sinks.close()

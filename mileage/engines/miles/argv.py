@@ -4,6 +4,11 @@ This module (with the model card's Megatron arguments) is the only place in mile
 training flags. Flags whose value equals miles' default and that miles' reference recipe does not spell
 (`--seed 1234`, `--rollout-seed 42`, `--clip-grad 1`, `--rollout-top-p 1`, `--micro-batch-size 1`) are left
 out, so the reference experiment's argv is the recipe's argv, token for token (miles/FACTS.md section 1).
+
+Two training backends (miles.train_backend). megatron: the recipe's argv (no --train-backend: miles' default).
+fsdp: `--train-backend fsdp` and only miles' own flags and FSDP's arguments (flags/fsdp.txt, FACTS section 9): no
+parallelism, recompute, Megatron kernels or model-architecture flags, the HF snapshot as --hf-checkpoint and
+--ref-load, FSDP's CPU offload and fp32 master switches.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ MILES_DEFAULT_ROLLOUT_SEED = 42
 MILES_DEFAULT_CLIP_GRAD = 1.0
 MILES_DEFAULT_TOP_P = 1.0
 MILES_DEFAULT_MICRO_BATCH_SIZE = 1
+FSDP_DEFAULT_CPU_BACKEND = "gloo"  # FSDPArgs.fsdp_cpu_backend (FACTS section 9)
 
 EVAL_HOOK = "mileage.engines.miles.eval_hook.log_eval_samples"
 # miles' own reward types by our reward name; a name missing here goes through --custom-rm-path.
@@ -44,8 +50,8 @@ class MilesConfigError(ValueError):
 class MilesPaths:
     """Filesystem paths that go on the command line (absolute paths: the Ray job runs elsewhere)."""
 
-    hf_checkpoint: str  # HF snapshot (tokenizer, config, SGLang weights)
-    ref_load: str  # torch_dist conversion of the HF snapshot (starting and reference weights)
+    hf_checkpoint: str  # HF snapshot (tokenizer, config, SGLang weights; FSDP's training weights too)
+    ref_load: str  # starting and reference weights: the torch_dist conversion (megatron) or the HF snapshot (fsdp)
     run_dir: str  # checkpoint directory for --load and --save (holds latest_checkpointed_iteration.txt)
     prompt_data: str | None  # training prompts (JSONL)
     eval_data: list[tuple[str, str]] = field(default_factory=list)  # (dataset name, JSONL path)
@@ -95,12 +101,29 @@ def total_gpus(miles: Mapping[str, Any]) -> int:
     return actor_gpus(miles) + (0 if placement["colocate"] else placement["rollout_num_gpus"])
 
 
+def is_fsdp(experiment: Mapping[str, Any]) -> bool:
+    """Whether the experiment trains with miles' FSDP backend (else Megatron)."""
+    return experiment["miles"]["train_backend"] == "fsdp"
+
+
+def model_parallel_sizes(experiment: Mapping[str, Any]) -> tuple[int, int]:
+    """(tensor, context) parallel sizes the trainer runs with: FSDP has neither (its miles.parallelism keys are
+    unused schema defaults)."""
+    if is_fsdp(experiment):
+        return 1, 1
+    par = experiment["miles"]["parallelism"]
+    return par["tensor"], par["context"]
+
+
 def check_layout(experiment: Mapping[str, Any], card: Mapping[str, Any]) -> None:
     """Raise MilesConfigError for a parallel layout Megatron or miles would refuse."""
     if experiment.get("engine") != "miles":
         raise MilesConfigError(f"engine is {experiment.get('engine')!r}; the miles argv needs engine: miles")
+    if is_fsdp(experiment):
+        _check_common_layout(experiment)
+        return
     miles = experiment["miles"]
-    par, placement = miles["parallelism"], miles["placement"]
+    par = miles["parallelism"]
     shapes = card["shapes"]
     tp, pp, cp = par["tensor"], par["pipeline"], par["context"]
     if shapes["num_kv_heads"] % tp or shapes["num_attention_heads"] % tp:
@@ -114,6 +137,13 @@ def check_layout(experiment: Mapping[str, Any], card: Mapping[str, Any]) -> None
         raise MilesConfigError(
             f"trainer GPUs ({trainers} = miles.placement.actor_num_nodes x actor_num_gpus_per_node) must be a "
             f"multiple of tensor x pipeline x context = {tp * pp * cp}")
+    _check_common_layout(experiment)
+
+
+def _check_common_layout(experiment: Mapping[str, Any]) -> None:
+    """What miles checks of the placement under either backend."""
+    miles = experiment["miles"]
+    placement = miles["placement"]
     per_engine = placement["rollout_num_gpus_per_engine"]
     if rollout_gpus(miles) % per_engine:
         raise MilesConfigError(f"rollout GPUs ({rollout_gpus(miles)}) must be a multiple of "
@@ -129,12 +159,17 @@ def check_layout(experiment: Mapping[str, Any], card: Mapping[str, Any]) -> None
     if miles["deterministic"] and sglang_backend not in (None, "flashinfer"):
         raise MilesConfigError(f"miles.deterministic needs SGLang's flashinfer backend, but "
                                f"miles.sglang.attention_backend is {sglang_backend!r}")
+    if is_fsdp(experiment) and miles["fsdp"]["cpu_offload"] and offload["offload_train"]:
+        # With --fsdp-cpu-offload the actor turns its own train offload off (FACTS section 9 hazard b).
+        raise MilesConfigError("miles.offload.offload_train: FSDP with miles.fsdp.cpu_offload keeps the trainer's "
+                               "state in host memory and passes --no-offload-train; set offload_train: false")
 
 
 # --- the groups, in the order of miles' launcher -------------------------------------------------------
 
 def _placement(miles: Mapping[str, Any]) -> list[str]:
     placement, offload = miles["placement"], miles["offload"]
+    fsdp_cpu_offload = miles["train_backend"] == "fsdp" and miles["fsdp"]["cpu_offload"]
     args: list[str] = []
     _opt(args, "--actor-num-nodes", placement["actor_num_nodes"])
     _opt(args, "--actor-num-gpus-per-node", placement["actor_num_gpus_per_node"])
@@ -146,9 +181,21 @@ def _placement(miles: Mapping[str, Any]) -> list[str]:
         _opt(args, "--num-gpus-per-node", placement["num_gpus_per_node"])
     if offload["offload_train"]:
         args.append("--offload-train")
+    elif placement["colocate"] and fsdp_cpu_offload:
+        # FACTS section 9 hazard (b): otherwise the trainer may keep its CUDA cache while SGLang reloads.
+        args.append("--no-offload-train")
     if offload["offload_rollout"]:
         args.append("--offload-rollout")
     return args
+
+
+def _backend(experiment: Mapping[str, Any]) -> list[str]:
+    return ["--train-backend", "fsdp"] if is_fsdp(experiment) else []  # megatron is miles' default
+
+
+def _model(experiment: Mapping[str, Any], card: Mapping[str, Any]) -> list[str]:
+    """Megatron's model-architecture flags (the card's); FSDP reads the architecture from the HF config.json."""
+    return [] if is_fsdp(experiment) else list(card["megatron_args"])
 
 
 def _checkpoints(experiment: Mapping[str, Any], paths: MilesPaths) -> list[str]:
@@ -225,6 +272,8 @@ def _eval(experiment: Mapping[str, Any], paths: MilesPaths, *, explicit_temperat
 
 
 def _parallelism(experiment: Mapping[str, Any]) -> list[str]:
+    if is_fsdp(experiment):
+        return _fsdp_batching(experiment)
     miles = experiment["miles"]
     par, recompute = miles["parallelism"], miles["recompute"]
     args: list[str] = []
@@ -245,6 +294,39 @@ def _parallelism(experiment: Mapping[str, Any]) -> list[str]:
         _opt(args, "--max-tokens-per-gpu", miles["max_tokens_per_gpu"])
     if experiment["train"]["micro_batch_size"] != MILES_DEFAULT_MICRO_BATCH_SIZE:
         _opt(args, "--micro-batch-size", experiment["train"]["micro_batch_size"])
+    return args
+
+
+def _fsdp_batching(experiment: Mapping[str, Any]) -> list[str]:
+    """FSDP's batching group: dynamic batching as with Megatron, plus the log-prob token budget (FACTS section 9)."""
+    miles, fsdp = experiment["miles"], experiment["miles"]["fsdp"]
+    args: list[str] = []
+    if miles["dynamic_batch_size"]:
+        args.append("--use-dynamic-batch-size")
+        _opt(args, "--max-tokens-per-gpu", miles["max_tokens_per_gpu"])
+    if fsdp["log_probs_max_tokens_per_gpu"] is not None:
+        _opt(args, "--log-probs-max-tokens-per-gpu", fsdp["log_probs_max_tokens_per_gpu"])
+    if experiment["train"]["micro_batch_size"] != MILES_DEFAULT_MICRO_BATCH_SIZE:
+        _opt(args, "--micro-batch-size", experiment["train"]["micro_batch_size"])
+    return args
+
+
+def _fsdp(experiment: Mapping[str, Any]) -> list[str]:
+    """FSDP's own arguments (flags/fsdp.txt): CPU offload, precision, activation checkpointing, attention kernels.
+    Flags at FSDP's default are left out, except the attention implementation (a choice per GPU generation)."""
+    if not is_fsdp(experiment):
+        return []
+    fsdp = experiment["miles"]["fsdp"]
+    args: list[str] = []
+    if fsdp["cpu_offload"]:
+        args.append("--fsdp-cpu-offload")
+        if fsdp["cpu_backend"] != FSDP_DEFAULT_CPU_BACKEND:
+            args += ["--fsdp-cpu-backend", fsdp["cpu_backend"]]
+    if not fsdp["keep_fp32_master"]:
+        args.append("--no-keep-fp32-master")
+    if fsdp["gradient_checkpointing"]:
+        args.append("--gradient-checkpointing")
+    args += ["--attn-implementation", fsdp["attn_implementation"]]
     return args
 
 
@@ -270,7 +352,7 @@ def _grpo(experiment: Mapping[str, Any]) -> list[str]:
 
 
 def _optimizer(experiment: Mapping[str, Any]) -> list[str]:
-    train, offload = experiment["train"], experiment["miles"]["offload"]
+    train = experiment["train"]
     args = ["--optimizer", "adam"]
     _opt(args, "--lr", train["lr"])
     args += ["--lr-decay-style", train["lr_decay_style"]]
@@ -279,19 +361,20 @@ def _optimizer(experiment: Mapping[str, Any]) -> list[str]:
     _opt(args, "--adam-beta2", train["adam_beta2"])
     if train["clip_grad"] != MILES_DEFAULT_CLIP_GRAD:
         _opt(args, "--clip-grad", train["clip_grad"])
-    return args + _cpu_adam(offload)
+    return args + _cpu_adam(experiment)
 
 
 def _eval_optimizer(experiment: Mapping[str, Any]) -> list[str]:
     """The optimizer group of an eval-only run. Megatron still builds the optimizer (CPU Adam is what makes the
     run fit), but its hyperparameters cannot change an evaluation: leaving them out lets experiments that differ
     only in them share one base evaluation. The schedule is pinned to constant, which needs no decay horizon."""
-    return ["--optimizer", "adam", "--lr-decay-style", "constant", *_cpu_adam(experiment["miles"]["offload"])]
+    return ["--optimizer", "adam", "--lr-decay-style", "constant", *_cpu_adam(experiment)]
 
 
-def _cpu_adam(offload: Mapping[str, Any]) -> list[str]:
-    """Megatron's CPU Adam trio (FACTS section 7)."""
-    if not offload["optimizer_cpu_offload"]:
+def _cpu_adam(experiment: Mapping[str, Any]) -> list[str]:
+    """Megatron's CPU Adam trio (FACTS section 7); FSDP offloads with --fsdp-cpu-offload instead."""
+    offload = experiment["miles"]["offload"]
+    if is_fsdp(experiment) or not offload["optimizer_cpu_offload"]:
         return []
     args = ["--optimizer-cpu-offload"]
     if offload["overlap_cpu_optimizer_d2h_h2d"]:
@@ -335,13 +418,14 @@ def _sglang(miles: Mapping[str, Any]) -> list[str]:
 def _misc(experiment: Mapping[str, Any]) -> list[str]:
     miles = experiment["miles"]
     args: list[str] = []
-    _opt(args, "--attention-dropout", float(miles["attention_dropout"]))
-    _opt(args, "--hidden-dropout", float(miles["hidden_dropout"]))
-    if miles["accumulate_allreduce_grads_in_fp32"]:
-        args.append("--accumulate-allreduce-grads-in-fp32")
-    if miles["attention_softmax_in_fp32"]:
-        args.append("--attention-softmax-in-fp32")
-    args += ["--attention-backend", miles["attention_backend"]]
+    if not is_fsdp(experiment):  # Megatron's kernels and precision: not FSDP arguments
+        _opt(args, "--attention-dropout", float(miles["attention_dropout"]))
+        _opt(args, "--hidden-dropout", float(miles["hidden_dropout"]))
+        if miles["accumulate_allreduce_grads_in_fp32"]:
+            args.append("--accumulate-allreduce-grads-in-fp32")
+        if miles["attention_softmax_in_fp32"]:
+            args.append("--attention-softmax-in-fp32")
+        args += ["--attention-backend", miles["attention_backend"]]
     if experiment["seed"] != MILES_DEFAULT_SEED:
         _opt(args, "--seed", experiment["seed"])
     if miles["deterministic"]:
@@ -387,14 +471,16 @@ def argv_groups(experiment: Mapping[str, Any], card: Mapping[str, Any], paths: M
     check_layout(experiment, card)
     miles = experiment["miles"]
     groups: Groups = [
+        ("backend", _backend(experiment)),
         ("placement", _placement(miles)),
-        ("model", list(card["megatron_args"])),
+        ("model", _model(experiment, card)),
         ("checkpoints", _checkpoints(experiment, paths)),
         ("rollout", _rollout(experiment, paths)),
         ("eval", _eval(experiment, paths)),
         ("parallelism/performance", _parallelism(experiment)),
         ("GRPO", _grpo(experiment)),
         ("optimizer", _optimizer(experiment)),
+        ("FSDP", _fsdp(experiment)),
         ("SGLang", _sglang(miles)),
         ("misc", _misc(experiment)),
         ("metrics capture", _metrics_capture(experiment, paths, eval_hook=experiment["eval"]["interval"] is not None)),
@@ -411,7 +497,7 @@ def flatten(groups: Groups) -> list[str]:
 def build_argv(experiment: Mapping[str, Any], card: Mapping[str, Any], paths: MilesPaths) -> list[str]:
     """The training argv of `train.py` (without the program), checked against miles' flag lists."""
     argv = flatten(argv_groups(experiment, card, paths))
-    validate_flags(argv)
+    validate_flags(argv, experiment["miles"]["train_backend"])
     return argv
 
 
@@ -425,6 +511,16 @@ def load_args(checkpoint: str) -> list[str]:
     match = _ITER_DIR.match(path.name)
     if match:
         return ["--load", str(path.parent), "--ckpt-step", str(int(match.group(1)))]
+    return ["--load", str(checkpoint)]
+
+
+def fsdp_load_args(checkpoint: str, paths: MilesPaths) -> list[str]:
+    """`--load` of an FSDP evaluation. FSDP has no --ckpt-step nor --no-load-optim: it loads what the root's tracker
+    names, and the optimizer and RNG state when present. One `iter_NNNNNNN` directory is therefore loaded from a
+    weights-only root in the evaluation's own checkpoint directory (paths.run_dir), which the engine fills with
+    checkpoints.pin_fsdp_weights before the job starts; a checkpoint root is loaded as it is."""
+    if _ITER_DIR.match(PurePath(checkpoint).name):
+        return ["--load", paths.run_dir]
     return ["--load", str(checkpoint)]
 
 
@@ -453,7 +549,9 @@ def eval_only_groups(
                   "temperature": temperature, "top_p": top_p}
     scoped = {**experiment, "eval": evaluation}
     checkpoints = ["--hf-checkpoint", paths.hf_checkpoint, "--ref-load", paths.ref_load]
-    if checkpoint_dir is not None:
+    if checkpoint_dir is not None and is_fsdp(experiment):
+        checkpoints += fsdp_load_args(checkpoint_dir, paths)
+    elif checkpoint_dir is not None:
         # Weights only: an evaluation needs neither the Adam state (100+ GB for 9B) nor the RNG state.
         checkpoints += [*load_args(checkpoint_dir), "--no-load-optim", "--no-load-rng"]
     rollout = [*_data_and_reward(experiment), *_reward(experiment), "--num-rollout", "0"]
@@ -462,13 +560,15 @@ def eval_only_groups(
     eval_args = _eval({**scoped, "miles": {**miles, "skip_eval_before_train": False}}, paths,
                       explicit_temperature=True)
     groups: Groups = [
+        ("backend", _backend(experiment)),
         ("placement", _placement(miles)),
-        ("model", list(card["megatron_args"])),
+        ("model", _model(experiment, card)),
         ("checkpoints", checkpoints),
         ("rollout", rollout),
         ("eval", eval_args),
         ("parallelism/performance", _parallelism(experiment)),
         ("optimizer", _eval_optimizer(experiment)),
+        ("FSDP", _fsdp(experiment)),
         ("SGLang", _sglang(miles)),
         ("misc", _misc(experiment)),
         ("metrics capture", _metrics_capture(experiment, paths, eval_hook=True)),
@@ -477,10 +577,10 @@ def eval_only_groups(
     return [(name, tokens) for name, tokens in groups if tokens]
 
 
-def eval_only_argv(*args: Any, **kwargs: Any) -> list[str]:
+def eval_only_argv(experiment: Mapping[str, Any], *args: Any, **kwargs: Any) -> list[str]:
     """The argv of an evaluation-only `train.py` run (arguments as eval_only_groups), checked against the flag lists."""
-    argv = flatten(eval_only_groups(*args, **kwargs))
-    validate_flags(argv)
+    argv = flatten(eval_only_groups(experiment, *args, **kwargs))
+    validate_flags(argv, experiment["miles"]["train_backend"])
     return argv
 
 

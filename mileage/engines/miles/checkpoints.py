@@ -1,13 +1,21 @@
-"""miles' checkpoint directory layout (Megatron backend, FACTS sections 2 and 3).
+"""miles' checkpoint directory layouts: Megatron's (FACTS sections 2 and 3) and FSDP's.
 
-`<dir>/latest_checkpointed_iteration.txt` names the last complete save: a 0-based rollout id after training
-saves (`iter_{id:07d}/`), or `release` after the HF -> torch_dist conversion (`release/`). It is written last,
-so its content is the completion marker.
+Megatron: `<dir>/latest_checkpointed_iteration.txt` names the last complete save: a 0-based rollout id after
+training saves (`iter_{id:07d}/`), or `release` after the HF -> torch_dist conversion (`release/`). It is written
+last, so its content is the completion marker.
+
+FSDP: FACTS is silent on its layout; read from miles' `miles/backends/fsdp_utils/checkpoint.py` (a 2026 commit of
+radixark/miles in the code index, not checked at v0.1.0): a save after rollout id r writes
+`iter_{r+1:07d}/` with `model/`, `optimizer/`, `lr_scheduler/` (torch.distributed.checkpoint directories),
+`rng_rank_<rank>.pt` and `meta.json`, then the tracker with r + 1 (the number of rollouts trained, which is also
+the rollout a resumed run starts with). A load reads the tracker's iteration, always the model, and the optimizer,
+scheduler and RNG state where their files exist. The HF export reads `iter_N/model` (tools/convert_fsdp_to_hf.py).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 TRACKER = "latest_checkpointed_iteration.txt"
@@ -53,10 +61,35 @@ def latest_iteration(run_dir: str | os.PathLike) -> int | None:
     return iteration
 
 
-def next_rollout(run_dir: str | os.PathLike) -> int:
-    """The rollout a (re)started run begins with: the saved one + 1, or 0."""
+def rollouts_trained(iteration: int, backend: str = "megatron") -> int:
+    """How many rollouts a save numbered `iteration` has trained: Megatron numbers by rollout id, FSDP by count."""
+    return iteration if backend == "fsdp" else iteration + 1
+
+
+def next_rollout(run_dir: str | os.PathLike, backend: str = "megatron") -> int:
+    """The rollout a (re)started run begins with: the number of rollouts the last save trained, or 0."""
     latest = latest_iteration(run_dir)
-    return 0 if latest is None else latest + 1
+    return 0 if latest is None else rollouts_trained(latest, backend)
+
+
+FSDP_MODEL = "model"  # the weights of an FSDP save (iter_N/model/); the rest is optimizer, scheduler and RNG state
+
+
+def pin_fsdp_weights(checkpoint: str | os.PathLike, root: str | os.PathLike) -> Path:
+    """Make `root` a checkpoint directory whose tracker names `checkpoint` (one FSDP `iter_NNNNNNN`) and which
+    holds only its weights (a symlink to its `model/`): FSDP then loads exactly that save, without the optimizer
+    or RNG state (it has no --ckpt-step or --no-load-optim). Replaces what `root` held; returns `root`."""
+    checkpoint, root = Path(checkpoint), Path(root)
+    iteration = iteration_of(checkpoint)
+    if iteration is None or not (checkpoint / FSDP_MODEL).is_dir():
+        raise CheckpointError(f"{checkpoint}: not an FSDP save (an iter_NNNNNNN directory with {FSDP_MODEL}/)")
+    if root.exists():
+        shutil.rmtree(root)
+    pinned = iter_dir(root, iteration)
+    pinned.mkdir(parents=True)
+    (pinned / FSDP_MODEL).symlink_to((checkpoint / FSDP_MODEL).resolve(), target_is_directory=True)
+    (root / TRACKER).write_text(str(iteration), encoding="utf-8")
+    return root
 
 
 def iteration_of(path: str | os.PathLike) -> int | None:

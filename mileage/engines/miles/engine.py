@@ -1,5 +1,10 @@
-"""The miles engine (train.py on GPUs: SGLang rollouts, Megatron training, placed by Ray) as an implementation
-of the engine contract."""
+"""The miles engine (train.py on GPUs: SGLang rollouts, Megatron or FSDP training, placed by Ray) as an
+implementation of the engine contract.
+
+miles.train_backend picks the trainer. megatron trains a torch_dist conversion of the HF snapshot and saves
+Megatron checkpoints; fsdp trains the HF snapshot itself (no conversion job; --ref-load is the snapshot) and saves
+FSDP's layout (checkpoints.py). An FSDP experiment may not set a Megatron-only key, nor a Megatron one an FSDP key.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,25 @@ from mileage.pins import MILES_CONTAINER_IMAGE
 
 # What the converter tools depend on: the engine that runs them, its image, the checkouts and the interpreter.
 TOOL_KEYS = ("engine", "miles.container", "miles.miles_dir", "miles.megatron_dir", "miles.python")
+# What the training and evaluation jobs read of `miles`: all of it but the plan's opt-in for a bf16 master (the
+# preflight's concern: a reworded reason must not restart a run).
+MILES_JOB_KEYS = tuple(f"miles.{key}" for key in (
+    "miles_dir", "megatron_dir", "python", "container", "train_backend", "placement", "parallelism", "recompute",
+    "dynamic_batch_size", "max_tokens_per_gpu", "offload", "attention_backend", "accumulate_allreduce_grads_in_fp32",
+    "attention_softmax_in_fp32", "attention_dropout", "hidden_dropout", "balance_data", "skip_kl_when_zero",
+    "skip_eval_before_train", "log_passrate", "sglang", "nvlink", "tensorboard", "debug_events", "mfu_peak_tflops",
+    "deterministic", "extra_args", "fsdp.cpu_offload", "fsdp.keep_fp32_master", "fsdp.gradient_checkpointing",
+    "fsdp.attn_implementation", "fsdp.cpu_backend", "fsdp.log_probs_max_tokens_per_gpu",
+))
+
+# Config keys only one backend reads (FACTS section 9): set for the other, they are refused at load, by name.
+MEGATRON_ONLY_KEYS = (
+    "miles.parallelism", "miles.recompute", "miles.attention_backend", "miles.attention_softmax_in_fp32",
+    "miles.accumulate_allreduce_grads_in_fp32", "miles.attention_dropout", "miles.hidden_dropout",
+    "miles.offload.optimizer_cpu_offload", "miles.offload.overlap_cpu_optimizer_d2h_h2d",
+    "miles.offload.use_precision_aware_optimizer",
+)
+FSDP_ONLY_KEYS = ("miles.fsdp",)
 
 # What each stage reads. An eval-only run reads of `rollout` and `train` only the reward, the required
 # --rollout-batch-size and the micro-batch size (argv.eval_only_groups): extending a run or a learning-rate
@@ -25,15 +49,15 @@ TOOL_KEYS = ("engine", "miles.container", "miles.miles_dir", "miles.megatron_dir
 READS = {
     "train": (
         "engine", "seed", "rollout_seed", "data.apply_chat_template", "data.eval.name",
-        "rollout", "train", "eval", "resources.gpus", "ray", "tracking", "miles",
+        "rollout", "train", "eval", "resources.gpus", "ray", "tracking", *MILES_JOB_KEYS,
     ),
     "eval_base": (
         "engine", "seed", "rollout_seed", "data.apply_chat_template", "data.eval.name", "rollout.reward",
-        "rollout.rollout_batch_size", "train.micro_batch_size", "resources.gpus", "ray", "miles", "base_eval",
+        "rollout.rollout_batch_size", "train.micro_batch_size", "resources.gpus", "ray", *MILES_JOB_KEYS, "base_eval",
     ),
     "eval_final": (
         "engine", "seed", "rollout_seed", "data.apply_chat_template", "data.eval.name", "rollout.reward",
-        "rollout.rollout_batch_size", "train.micro_batch_size", "resources.gpus", "ray", "miles", "final_eval",
+        "rollout.rollout_batch_size", "train.micro_batch_size", "resources.gpus", "ray", *MILES_JOB_KEYS, "final_eval",
     ),
     "preflight": (
         "engine", "resources.gpus", "resources.gpu_memory_gb", "resources.host_memory_gb",
@@ -45,6 +69,10 @@ READS = {
         "miles.offload.offload_rollout", "miles.offload.optimizer_cpu_offload",
         "miles.accumulate_allreduce_grads_in_fp32", "miles.deterministic", "miles.skip_kl_when_zero",
         "miles.sglang.attention_backend", "miles.sglang.mem_fraction_static",
+        # the FSDP plan (mileage/engines/miles/plan_fsdp.py); the dispatch on the backend is in plan.py
+        "miles.train_backend", "train.lr", "miles.fsdp.cpu_offload", "miles.fsdp.keep_fp32_master",
+        "miles.fsdp.bf16_master_reason", "miles.fsdp.gradient_checkpointing", "miles.fsdp.attn_implementation",
+        "miles.fsdp.log_probs_max_tokens_per_gpu",
     ),
     "convert_model": TOOL_KEYS,
     "export_hf": TOOL_KEYS,
@@ -57,12 +85,18 @@ def _tools(params: Mapping[str, Any]) -> dict:
     return {"miles_dir": miles["miles_dir"], "megatron_dir": miles["megatron_dir"], "python": miles["python"]}
 
 
+def _backend(exp: Mapping[str, Any]) -> str:
+    return exp["miles"]["train_backend"]
+
+
 def miles_paths(params: Mapping[str, Any], inputs: Mapping[str, str], run_dir: Path):
     from mileage.engines.miles.argv import MilesPaths
 
+    hf = absolute(model_dir(inputs["model"]))
     return MilesPaths(
-        hf_checkpoint=absolute(model_dir(inputs["model"])),
-        ref_load=absolute(Path(inputs["torch_dist"]).parent),
+        hf_checkpoint=hf,
+        # FSDP loads HF weights, the reference model's too (FACTS section 9); Megatron the torch_dist conversion.
+        ref_load=hf if _backend(params) == "fsdp" else absolute(Path(inputs["torch_dist"]).parent),
         run_dir=absolute(run_dir / "checkpoints"),
         prompt_data=absolute(inputs["train_data"]),
         eval_data=[(params["data"]["eval"]["name"], absolute(inputs["eval_data"]))],
@@ -100,14 +134,32 @@ class MilesEngine(Engine):
         if exp["warm_start"]["enabled"]:
             raise ConfigError(f"{where}.warm_start.enabled: the warm start exists for the local engine only")
 
+    def check_explicit_keys(self, exp, explicit, where):
+        """Refuse a key of the other backend that the config sets (a schema default is not refused)."""
+        from mileage.config import ConfigError
+
+        backend = _backend(exp)
+        foreign = MEGATRON_ONLY_KEYS if backend == "fsdp" else FSDP_ONLY_KEYS
+        for key in sorted(explicit):
+            if any(key == f or key.startswith(f + ".") for f in foreign):
+                if backend == "fsdp":
+                    raise ConfigError(
+                        f"{where}.{key}: a Megatron-only key, but miles.train_backend is fsdp (FSDP has no "
+                        "parallelism sizes, recompute, Megatron kernels or Megatron CPU Adam; FACTS section 9): "
+                        "remove it (from this experiment or what it extends), or train with the megatron backend")
+                raise ConfigError(f"{where}.{key}: an FSDP setting, but miles.train_backend is megatron: remove it "
+                                  "or set miles.train_backend: fsdp")
+
     def model_inputs(self, layout, exp):
+        if _backend(exp) == "fsdp":
+            return {}  # FSDP trains the HF snapshot itself
         return {"torch_dist": layout.torch_dist(exp)}  # Megatron loads torch_dist; the HF dir gives the tokenizer
 
     def train_inputs(self, layout, name, exp):
         return {"preflight": layout.exp(name, "preflight.txt")}  # the memory plan, recorded
 
     def converts(self, exp):
-        return True
+        return _backend(exp) != "fsdp"
 
     def exports(self, exp):
         return True
@@ -126,7 +178,9 @@ class MilesEngine(Engine):
     def export_hf(self, params, checkpoint, origin_hf_dir, out_dir):
         from mileage.engines.miles.launch import export_command
 
-        cmd = export_command(checkpoint, out_dir, origin_hf_dir, **_tools(params))
+        # The save's own layout picks the converter: an FSDP save holds model/ (checkpoints.py).
+        backend = "fsdp" if (Path(checkpoint) / ckpt.FSDP_MODEL).is_dir() else "megatron"
+        cmd = export_command(checkpoint, out_dir, origin_hf_dir, **_tools(params), backend=backend)
         print("mileage: exporting:", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=params["miles"]["miles_dir"])
 
@@ -164,7 +218,7 @@ class MilesEngine(Engine):
         for child in root.glob("iter_*"):
             iteration = ckpt.iteration_of(child)
             if iteration is not None and iteration <= latest and child.is_dir():
-                found.append(Checkpoint(iteration + 1, child))
+                found.append(Checkpoint(ckpt.rollouts_trained(iteration, _backend(train)), child))
         return sorted(found, key=lambda c: c.rollouts)
 
     def collect_events(self, run_dir: Path) -> list[MetricEvent]:
@@ -200,7 +254,7 @@ class MilesEngine(Engine):
         return evals
 
     def final_model(self, train, inputs, run_dir, checkpoint):
-        return absolute(checkpoint.path), checkpoint.rollouts - 1
+        return absolute(checkpoint.path), ckpt.iteration_of(checkpoint.path)  # the save's own number
 
     # ---- evaluation, plan, doctor ---------------------------------------------------------------------------
     def evaluate(self, evaluation, inputs, out):
@@ -217,6 +271,8 @@ class MilesEngine(Engine):
         paths = miles_paths(evaluation, inputs, work)
         checkpoint = None if which == "base" else final_model(inputs["done"])
         entrypoint = eval_entrypoint(evaluation, evaluation["card"], paths, checkpoint, evaluation[f"{which}_eval"])
+        if checkpoint is not None and _backend(evaluation) == "fsdp":
+            ckpt.pin_fsdp_weights(checkpoint, paths.run_dir)  # what argv.fsdp_load_args points --load at
         # The work dir outlives a run: records of an earlier evaluation must not pass for this one's.
         shutil.rmtree(work / "eval_samples", ignore_errors=True)
         with ray_cluster(cluster_spec(evaluation["ray"], evaluation["resources"]["gpus"])) as address:

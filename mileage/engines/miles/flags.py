@@ -1,10 +1,12 @@
-"""The flags miles' `train.py` accepts, and a check that an argv uses only those.
+"""The flags miles' `train.py` accepts, per training backend, and a check that an argv uses only those.
 
-miles parses with one argparse parser (Megatron-LM's flags + miles' own), abbreviations off, unknown flags a
-hard error (FACTS section 1). The lists in `flags/` are copies of the flag lists read from the reference
-commits, shipped with the package so that a typo is caught here, before a GPU job starts, not in Ray's logs.
-Flags generated from other parsers (SGLang's server arguments, the router's) are not listed: they are
-recognised by prefix.
+miles parses with one argparse parser, abbreviations off, unknown flags a hard error (FACTS section 1). Which
+parser depends on `--train-backend` (FACTS section 9): megatron = Megatron-LM's flags + miles' own; fsdp = miles'
+own + the fields of FSDP's argument dataclass, and no Megatron-LM flag. The lists in `flags/` are copies of the
+flag lists read from the reference commits (miles.txt holds miles' own flags and FSDP's; fsdp.txt names FSDP's),
+shipped with the package so that a typo or a Megatron flag on an FSDP run is caught here, before a GPU job starts,
+not in Ray's logs. Flags generated from other parsers (SGLang's server arguments, the router's) are not listed:
+they are recognised by prefix.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 from typing import Iterable
 
 FLAG_LIST_DIR = Path(__file__).resolve().parent / "flags"
-FLAG_LIST_FILES = ("miles.txt", "megatron.txt")
+FLAG_LIST_FILES = ("miles.txt", "megatron.txt", "fsdp.txt")
+BACKENDS = ("megatron", "fsdp")
 # One flag per SGLang ServerArgs / router argument; validated by miles against those parsers, not here.
 GENERATED_PREFIXES = ("--sglang-", "--eval-sglang-", "--router-")
 
@@ -38,17 +41,34 @@ def read_flag_list(path: Path) -> set[str]:
     return flags
 
 
-@lru_cache(maxsize=1)
-def known_flags() -> frozenset[str]:
-    """Every flag listed for miles' train.py (miles' own and Megatron-LM's)."""
-    flags: set[str] = set()
-    for name in FLAG_LIST_FILES:
-        flags |= read_flag_list(FLAG_LIST_DIR / name)
-    return frozenset(flags)
+@lru_cache(maxsize=None)
+def _list(name: str) -> frozenset[str]:
+    return frozenset(read_flag_list(FLAG_LIST_DIR / name))
 
 
-def is_known_flag(flag: str) -> bool:
-    if flag in known_flags():
+def fsdp_arguments() -> frozenset[str]:
+    """FSDP's own arguments (flags/fsdp.txt)."""
+    return _list("fsdp.txt")
+
+
+def megatron_only_flags() -> frozenset[str]:
+    """Megatron-LM flags that miles' FSDP parser does not have."""
+    return _list("megatron.txt") - _list("miles.txt") - fsdp_arguments()
+
+
+@lru_cache(maxsize=None)
+def known_flags(backend: str = "megatron") -> frozenset[str]:
+    """Every flag `train.py` accepts with `backend`'s parser."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown miles training backend {backend!r} (known: {', '.join(BACKENDS)})")
+    miles, megatron = _list("miles.txt"), _list("megatron.txt")
+    if backend == "fsdp":
+        return miles | fsdp_arguments()
+    return (miles - (fsdp_arguments() - megatron)) | megatron  # FSDP's dataclass fields are not Megatron flags
+
+
+def is_known_flag(flag: str, backend: str = "megatron") -> bool:
+    if flag in known_flags(backend):
         return True
     return any(flag.startswith(prefix) and len(flag) > len(prefix) for prefix in GENERATED_PREFIXES)
 
@@ -58,14 +78,18 @@ def flag_tokens(argv: Iterable[str]) -> list[str]:
     return [token.split("=", 1)[0] for token in argv if token.startswith("--") and len(token) > 2]
 
 
-def validate_flags(argv: Iterable[str]) -> None:
-    """Raise UnknownFlagError naming every flag of `argv` that miles would reject, with the nearest known ones."""
+def validate_flags(argv: Iterable[str], backend: str = "megatron") -> None:
+    """Raise UnknownFlagError naming every flag of `argv` that miles' `backend` parser would reject, with the
+    nearest known ones (and, for FSDP, which flags are Megatron-only)."""
     problems = []
     for flag in flag_tokens(argv):
-        if is_known_flag(flag):
+        if is_known_flag(flag, backend):
             continue
-        near = difflib.get_close_matches(flag, sorted(known_flags()), n=3, cutoff=0.75)
+        if backend == "fsdp" and flag in megatron_only_flags():
+            problems.append(f"{flag} (a Megatron-LM flag: not an argument of the FSDP backend)")
+            continue
+        near = difflib.get_close_matches(flag, sorted(known_flags(backend)), n=3, cutoff=0.75)
         hint = f" (did you mean {', '.join(near)}?)" if near else ""
         problems.append(f"{flag}{hint}")
     if problems:
-        raise UnknownFlagError("miles train.py does not accept: " + "; ".join(problems))
+        raise UnknownFlagError(f"miles train.py ({backend} backend) does not accept: " + "; ".join(problems))

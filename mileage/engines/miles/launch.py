@@ -16,6 +16,8 @@ from mileage.engines.miles.argv import MilesPaths, build_argv, eval_only_argv
 
 DEFAULT_MILES_DIR = "/root/miles"
 DEFAULT_MEGATRON_DIR = "/root/Megatron-LM"
+# miles' checkpoint -> HF converters per backend (tools/; convert_fsdp_to_hf.py read at a 2026 miles commit).
+EXPORT_TOOLS = {"megatron": "convert_torch_dist_to_hf.py", "fsdp": "convert_fsdp_to_hf.py"}
 
 
 def _abs(path: str | os.PathLike) -> str:
@@ -80,10 +82,12 @@ def export_command(
     megatron_dir: str | os.PathLike = DEFAULT_MEGATRON_DIR,
     python: str = "python3",
     force: bool = True,
+    backend: str = "megatron",
 ) -> list[str]:
-    """One training checkpoint (`<run_dir>/iter_NNNNNNN`) -> a Hugging Face directory (CPU only)."""
-    command = ["env", _pythonpath(megatron_dir, miles_dir), python,
-               str(Path(miles_dir) / "tools" / "convert_torch_dist_to_hf.py"),
+    """One training checkpoint (`<run_dir>/iter_NNNNNNN`) -> a Hugging Face directory (CPU only). The converter is
+    the backend's: Megatron's torch_dist one, or FSDP's (reads `iter_N/model`; same arguments)."""
+    tool = EXPORT_TOOLS[backend]
+    command = ["env", _pythonpath(megatron_dir, miles_dir), python, str(Path(miles_dir) / "tools" / tool),
                "--input-dir", _abs(iter_dir), "--output-dir", _abs(out_dir), "--origin-hf-dir", _abs(origin_hf_dir)]
     if force:
         command.append("-f")
