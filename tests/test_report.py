@@ -77,11 +77,39 @@ def test_report_has_scores_with_ci_and_difference(tmp_path: Path) -> None:
     text = out.read_text(encoding="utf-8")
     assert text.startswith("# GRPO demo\n")
     assert "`demo`" in text and "`aime-2024`" in text
-    # metric | base | base CI | final | final CI | delta, in percent.
-    assert table_row(text, "avg@4") == ["avg@4", "25.0", "[10.0, 40.0]", "50.0", "[30.0, 70.0]", "+25.0 pp"]
-    assert table_row(text, "pass@1") == ["pass@1", "25.0", "[10.0, 40.0]", "50.0", "[30.0, 70.0]", "+25.0 pp"]
-    assert table_row(text, "pass@4") == ["pass@4", "50.0", "[30.0, 70.0]", "75.0", "[50.0, 90.0]", "+25.0 pp"]
-    assert table_row(text, "maj@4") == ["maj@4", "30.0", "[0.0, 60.0]", "60.0", "[30.0, 90.0]", "+30.0 pp"]
+    # metric | base | base CI | final | final CI | delta | p, in percent; no paired test in this summary.
+    assert table_row(text, "avg@4") == ["avg@4", "25.0", "[10.0, 40.0]", "50.0", "[30.0, 70.0]", "+25.0 pp", "—"]
+    assert table_row(text, "pass@1") == ["pass@1", "25.0", "[10.0, 40.0]", "50.0", "[30.0, 70.0]", "+25.0 pp", "—"]
+    assert table_row(text, "pass@4") == ["pass@4", "50.0", "[30.0, 70.0]", "75.0", "[50.0, 90.0]", "+25.0 pp", "—"]
+    assert table_row(text, "maj@4") == ["maj@4", "30.0", "[0.0, 60.0]", "60.0", "[30.0, 90.0]", "+30.0 pp", "—"]
+
+
+def test_report_difference_has_the_paired_interval_and_p_value(tmp_path: Path) -> None:
+    write_metrics(tmp_path / "metrics", [0.1], {})
+    summary = make_summary()
+    summary["paired"] = {"avg@4": {"estimate": 0.25, "ci95": [0.05, 0.45], "p_value": 0.0123,
+                                   "prob_improvement": 0.7, "n_problems": 3}}
+    summary["final"]["metrics"]["answer_avg@4"] = entry(0.9, 0.8, 1.0)
+    summary["provenance"] = {"git_commit": "abc123", "git_dirty": False, "seeds": [1, 2, 3],
+                             "config": {"train": {"lr": 0.001}, "rollout": {"reward": "deepscaler"}},
+                             "hardware": {"cpu": "Test CPU", "cpu_count": 2, "gpu": [], "gpu_count": 0},
+                             "gpu_hours": 0.0, "wall_seconds": {"train": 42.0},
+                             "hf_revisions": {"model:org/m": "f" * 40}, "data_sha256": {"d.jsonl": "e" * 64},
+                             "packages": {"numpy": "2.4.6"}}
+    out = tmp_path / "report" / "report.md"
+    write_report(summary, tmp_path / "metrics", out, [], "GRPO demo")
+    text = out.read_text(encoding="utf-8")
+    assert table_row(text, "avg@4")[-2:] == ["+25.0 pp [+5.0, +45.0]", "0.012"]
+    assert table_row(text, "answer_avg@4")[3] == "90.0"  # the format-free accuracy beside the reward
+    assert table_row(text, "`train.lr`") == ["`train.lr`", "0.001"]
+    assert "`abc123` (clean)" in text and "seeds: 1, 2, 3" in text and "train 42 s" in text
+    assert f"`model:org/m` at `{'f' * 40}`" in text and "numpy 2.4.6" in text
+    tex = (out.parent / "final_scores.tex").read_text(encoding="utf-8")
+    assert "\\toprule" in tex and "\\bottomrule" in tex
+    # final beats base on avg@4 (50 vs 25): the final's estimate is bold, with its interval beside it.
+    assert "\\textbf{50.0} {\\small [30.0, 70.0]}" in tex and "\\textbf{25.0}" not in tex
+    hyper = (out.parent / "hyperparameters.tex").read_text(encoding="utf-8")
+    assert "\\texttt{train.lr} & 0.001" in hyper
 
 
 def test_report_lists_every_problem_with_change(tmp_path: Path) -> None:

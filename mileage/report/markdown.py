@@ -1,7 +1,9 @@
-"""The AIME-style Markdown report of one experiment: base vs final scores, per problem, training, figures.
+"""The AIME-style Markdown report of one experiment: base vs final scores, per problem, training, figures,
+hyperparameters and provenance; LaTeX (booktabs) copies of the score and hyperparameter tables beside it.
 
-Scores are shown in percent with their 95% bootstrap interval over problems (from summary.json);
-the difference column is final minus base in percentage points.
+Scores are shown in percent with their 95% bootstrap interval over problems (from summary.json); the difference
+column is final minus base in percentage points with its paired 95% interval and sign-flip p-value (summary.json's
+`paired`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any, Sequence
 import pandas as pd
 
 from mileage.atomic import write_text
+from mileage.evaluation.stats import headline_metrics as _stats_headline
+from mileage.report import latex
 from mileage.report.plots import check_summary, eval_score_columns, metric_series, read_metrics
 from mileage.report.style import is_number
 
@@ -22,9 +26,34 @@ _MAX_CELL_CHARS = 40
 
 
 def headline_metrics(k: int) -> list[str]:
-    """The score rows of the report, in order: avg@k, pass@1, pass@k, maj@k (pass@k dropped when k == 1)."""
-    names = [f"avg@{k}", "pass@1", f"pass@{k}", f"maj@{k}"]
-    return list(dict.fromkeys(names))
+    """The score rows of the report (mileage.evaluation.stats' headline metrics)."""
+    return _stats_headline(k)
+
+
+# The hyperparameters a paper states, in table order (key paths of the resolved experiment).
+HYPERPARAMETERS: tuple[str, ...] = (
+    "engine", "model.source", "model.repo", "model.revision", "rollout.reward", "rollout.num_rollout",
+    "rollout.rollout_batch_size", "rollout.n_samples_per_prompt", "rollout.max_response_len",
+    "rollout.temperature", "rollout.top_p", "train.lr", "train.lr_decay_style", "train.global_batch_size",
+    "train.micro_batch_size", "train.num_steps_per_rollout", "train.adam_beta1", "train.adam_beta2",
+    "train.weight_decay", "train.clip_grad", "train.eps_clip", "train.eps_clip_high", "train.use_kl_loss",
+    "train.kl_loss_coef", "train.entropy_coef", "final_eval.n_samples_per_prompt", "final_eval.max_response_len",
+    "final_eval.temperature", "seed", "rollout_seed", "seeds",
+)
+
+
+def hyperparameter_rows(config: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(key, value) of every HYPERPARAMETERS key the resolved config has (unset values shown as such)."""
+    rows = []
+    for key in HYPERPARAMETERS:
+        node: Any = config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            rows.append((key, "unset" if node is None else node))
+    return rows
 
 
 def format_percent(value: Any) -> str:
@@ -58,21 +87,71 @@ def _metric(summary: dict[str, Any], side: str, name: str) -> dict[str, Any] | N
     return summary.get(side, {}).get("metrics", {}).get(name)
 
 
+def format_paired(test: dict[str, Any] | None) -> tuple[str, str]:
+    """(`+12.3 pp [8.1, 16.0]`, `p = 0.0002`) of a paired test, or dashes."""
+    if not test or not is_number(test.get("estimate")):
+        return MISSING, MISSING
+    ci = test.get("ci95") or (None, None)
+    interval = (f" [{100.0 * float(ci[0]):+.1f}, {100.0 * float(ci[1]):+.1f}]"
+                if all(is_number(v) for v in ci) else "")
+    p = f"{float(test['p_value']):.2g}" if is_number(test.get("p_value")) else MISSING
+    return f"{100.0 * float(test['estimate']):+.1f} pp{interval}", p
+
+
 def scores_table(summary: dict[str, Any]) -> list[str]:
     k = int(summary["k"])
     lines = [
-        "| metric | base | base 95% CI | final | final 95% CI | Δ (final − base) |",
-        "| --- | ---: | :---: | ---: | :---: | ---: |",
+        "| metric | base | base 95% CI | final | final 95% CI | Δ (final − base) [paired 95% CI] | p |",
+        "| --- | ---: | :---: | ---: | :---: | ---: | ---: |",
     ]
+    paired = summary.get("paired") or {}
     for name in headline_metrics(k):
         base, final = _metric(summary, "base", name), _metric(summary, "final", name)
+        if base is None and final is None:
+            continue
         base_v = (base or {}).get("value")
         final_v = (final or {}).get("value")
+        delta, p = format_paired(paired.get(name))
+        if delta == MISSING:
+            delta = format_delta(base_v, final_v)
         lines.append(
             f"| {name} | {format_percent(base_v)} | {format_ci(base)} | {format_percent(final_v)} | "
-            f"{format_ci(final)} | {format_delta(base_v, final_v)} |"
+            f"{format_ci(final)} | {delta} | {p} |"
         )
     return lines
+
+
+def provenance_section(provenance: dict[str, Any] | None) -> list[str]:
+    """What ran: commit, revisions, data hashes, packages, hardware, wall time and the seeds."""
+    if not provenance:
+        return ["No provenance in the summary."]
+    dirty = {True: " (uncommitted changes)", False: " (clean)"}.get(provenance.get("git_dirty"), "")
+    machine = provenance.get("hardware") or {}
+    gpus = machine.get("gpu") or []
+    lines = [
+        f"- git commit: `{provenance.get('git_commit') or 'not a git checkout'}`{dirty}",
+        f"- seeds: {', '.join(map(str, provenance.get('seeds') or [])) or MISSING}",
+        f"- hardware (where this summary was made): {machine.get('cpu', MISSING)} x {machine.get('cpu_count', '?')} "
+        f"CPUs; GPUs: {machine.get('gpu_count', 0)}" + (f" ({', '.join(gpus)})" if gpus else ""),
+        f"- GPU-hours: {float(provenance.get('gpu_hours') or 0.0):.3f}",
+    ]
+    walls = provenance.get("wall_seconds") or {}
+    if walls:
+        lines.append("- wall time per stage: " + ", ".join(f"{k} {format_duration(v)}" for k, v in walls.items()))
+    for key, sha in (provenance.get("hf_revisions") or {}).items():
+        lines.append(f"- Hugging Face `{key}` at `{sha or 'unresolved'}`")
+    for path, sha in (provenance.get("data_sha256") or {}).items():
+        lines.append(f"- data `{path}` sha256 `{sha or 'missing'}`")
+    packages = provenance.get("packages") or {}
+    lines.append("- packages: " + ", ".join(f"{n} {v}" for n, v in packages.items() if v))
+    return lines
+
+
+def hyperparameter_table(config: dict[str, Any]) -> list[str]:
+    rows = hyperparameter_rows(config)
+    if not rows:
+        return ["No resolved config in the summary."]
+    return ["| hyperparameter | value |", "| --- | --- |", *(f"| `{k}` | {_cell(v)} |" for k, v in rows)]
 
 
 def _fraction(row: dict[str, Any] | None) -> float | None:
@@ -215,7 +294,11 @@ def render_report(
         "## Scores",
         "",
         "Percent; 95% bootstrap CI over problems. avg@k is the mean reward over all samples (miles' `eval/<dataset>`),",
-        "pass@k the unbiased estimate, maj@k the majority-vote accuracy.",
+        "pass@k the unbiased estimate, maj@k the majority-vote accuracy (votes pooled by the reward's equivalence).",
+        "answer_avg@k is the accuracy of the last answer given anywhere, in any format (a box anywhere, else the last",
+        "number), judged by the reward's equivalence; format@k the share of samples in the format the reward needs.",
+        "A gain in avg@k without one in answer_avg@k is format learning, not better answers.",
+        "Δ is final − base over the same problems: paired bootstrap 95% CI and two-sided sign-flip p-value.",
         "",
         *scores_table(summary),
         "",
@@ -230,7 +313,23 @@ def render_report(
     ]
     if figures:
         lines += ["## Figures", "", *figures_section(figures, out_path)]
+    provenance = summary.get("provenance") or {}
+    lines += ["## Hyperparameters", "", *hyperparameter_table(provenance.get("config") or {}), "",
+              "## Provenance", "", *provenance_section(provenance), ""]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def latex_tables(summary: dict[str, Any], title: str) -> dict[str, str]:
+    """`final_scores.tex` (base and final, estimate with interval, best in bold) and `hyperparameters.tex`."""
+    k = int(summary["k"])
+    metrics = [m for m in headline_metrics(k) if _metric(summary, "final", m) or _metric(summary, "base", m)]
+    entries = {side: {m: _metric(summary, side, m) for m in metrics} for side in ("base", "final")}
+    config = (summary.get("provenance") or {}).get("config") or {}
+    return {
+        "final_scores.tex": latex.final_scores_table(
+            entries, metrics, f"{title}: percent, 95% bootstrap interval over problems.", "tab:final-scores"),
+        "hyperparameters.tex": latex.hyperparameter_table(hyperparameter_rows(config), f"{title}: hyperparameters."),
+    }
 
 
 def write_report(
@@ -242,5 +341,7 @@ def write_report(
 ) -> Path:
     """Write the Markdown report to `out_path` atomically; figure paths are made relative to it."""
     out_path = Path(out_path)
+    for name, text in latex_tables(summary, title).items():  # beside the report; the report last (the output)
+        write_text(out_path.parent / name, text)
     write_text(out_path, render_report(summary, metrics_dir, out_path, figures, title))
     return out_path
