@@ -14,11 +14,12 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import jsonschema
 import yaml
 
+from mileage.cluster import gpu_memory_default
 from mileage.batch import BatchIdentityError, batch_identity
 from mileage.engines import get_engine
 from mileage.launch.ray_cluster import remote_host_problem
@@ -109,12 +110,12 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         ops = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
         return f"expected a value {ops[error.validator]} {error.validator_value}, got {error.instance!r}"
-    return error.message
     if error.validator == "minItems" and error.validator_value == 1:
         return f"an empty list: give at least one item, got {error.instance!r}"
     if error.validator == "uniqueItems":
         repeated = sorted({repr(v) for v in error.instance if error.instance.count(v) > 1})
         return f"{', '.join(repeated)} given more than once in {error.instance!r}: items must be unique"
+    return error.message
 
 
 def check_against(instance: Any, schema: dict, where: str, root: dict) -> None:
@@ -173,14 +174,13 @@ class ExperimentResolver:
         check_against(config, {k: v for k, v in self.schema.items() if k != "$defs"}, "", self.schema)
         self.config = normalise_numbers(fill_defaults(config, self.schema, self.schema), self.schema, self.schema)
         self._experiment_schema = _sub_schema(self.schema, "experiment")
-        check_against(self.config["defaults"], self._experiment_schema, "defaults", self.schema)
         self.config["defaults"] = self._eval_list(self.config["defaults"], "defaults")
+        check_against(self.config["defaults"], self._experiment_schema, "defaults", self.schema)
 
     def _path(self, p: str | Path) -> Path:
         p = Path(p)
         return p if p.is_absolute() else self.base_dir / p
 
-    def _layer_chain(self, name: str, entry: dict, where: str, seen: tuple[str, ...]) -> list[dict]:
     def _eval_list(self, entry: Any, where: str) -> Any:
         """A layer whose `data.eval` is a list of datasets, as `data.eval` (the first) and `data.extra_eval` (the
         others); each item is checked on its own, so an error names `data.eval[i]`."""
@@ -198,8 +198,9 @@ class ExperimentResolver:
         entry["data"]["eval"], entry["data"]["extra_eval"] = entry["data"]["eval"][0], entry["data"]["eval"][1:]
         return entry
 
-        check_against(entry, self._experiment_schema, where, self.schema)
+    def _layer_chain(self, name: str, entry: dict, where: str, seen: tuple[str, ...]) -> list[dict]:
         entry = self._eval_list(entry, where)
+        check_against(entry, self._experiment_schema, where, self.schema)
         parent = entry.get("extends")
         if not parent:
             return [entry]
@@ -234,13 +235,17 @@ class ExperimentResolver:
         for layer in self._layer_chain(name, entry, where, (name,)):
             merged = deep_merge(merged, layer)
         merged.pop("extends", None)
-        exp = fill_defaults(merged, self._experiment_schema, self.schema)
         merged["label"] = entry.get("label")  # a display name is the experiment's own: never inherited
-        check_against(exp, self._experiment_schema, where, self.schema)
+        exp = fill_defaults(merged, self._experiment_schema, self.schema)
         dataset = {"$ref": "#/$defs/dataset"}  # fill_defaults does not enter lists
         exp["data"]["extra_eval"] = [fill_defaults(d, dataset, self.schema) for d in exp["data"]["extra_eval"]]
+        check_against(exp, self._experiment_schema, where, self.schema)
         exp = normalise_numbers(exp, self._experiment_schema, self.schema)
+        # A named GPU model gives the GPU size, so the plan can be judged where no GPU is (a SLURM submit host).
+        exp["resources"]["gpu_memory_gb"] = gpu_memory_default(exp["resources"])
         self._semantic_checks(exp, where)
+        # What the config itself sets (its defaults, the extends chain, the entry), not the schema's defaults.
+        get_engine(exp["engine"]).check_explicit_keys(exp, explicit_keys(merged), where)
         return exp
 
     def resolve_all(self) -> dict[str, dict]:
@@ -305,6 +310,18 @@ class ExperimentResolver:
         get_engine(exp["engine"]).check_config(exp, where)
         if exp["warm_start"]["enabled"] and model["source"] != "demo":
             raise ConfigError(f"{where}.warm_start.enabled: the warm start is built for the demo model only")
+
+
+def explicit_keys(layer: Mapping[str, Any], prefix: str = "") -> set[str]:
+    """The dotted keys a config layer sets: every mapping on the way and every value (`miles`, `miles.fsdp`,
+    `miles.fsdp.cpu_offload`)."""
+    keys: set[str] = set()
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        keys.add(dotted)
+        if isinstance(value, Mapping):
+            keys |= explicit_keys(value, dotted + ".")
+    return keys
 
 
 def load_experiment(name_or_path: str, config_path: str | Path = "config/config.yaml") -> tuple[str, dict]:

@@ -17,6 +17,9 @@ rule eval_base:
         lambda w: container_of(LAYOUT.base_evals[w.key]["params"])
     resources:
         gpu=lambda w: LAYOUT.base_evals[w.key]["gpus"],
+        runtime=lambda w: cluster.eval_runtime_minutes(base_eval_exp(w.key)),
+        mem_mb=lambda w: cluster.mem_mb(base_eval_exp(w.key)),
+        cpus_per_task=lambda w: cluster.cpus_per_task(base_eval_exp(w.key)),
     params:
         evaluation=lambda w: LAYOUT.base_evals[w.key]["params"],
     script:
@@ -51,6 +54,9 @@ rule eval_final:
         exp_container
     resources:
         gpu=gpus_of,
+        runtime=cluster_of("eval_runtime_minutes"),
+        mem_mb=cluster_of("mem_mb"),
+        cpus_per_task=cluster_of("cpus_per_task"),
     params:
         evaluation=params_of("eval_final"),
     script:

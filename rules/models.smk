@@ -41,6 +41,8 @@ rule preflight:
         f"{R}/{{exp}}/logs/preflight.log",
     conda:
         ENV_ANALYSIS
+    resources:
+        gpu=lambda w: cluster.preflight_gpus(EXPERIMENTS[w.exp]),
     params:
         plan=params_of("preflight"),
     script:

@@ -17,6 +17,9 @@ rule train:
         exp_container
     resources:
         gpu=gpus_of,
+        runtime=cluster_of("train_runtime_minutes"),
+        mem_mb=cluster_of("mem_mb"),
+        cpus_per_task=cluster_of("cpus_per_task"),
     params:
         train=params_of("train"),
         run_dir=lambda w: f"{R}/{w.exp}/run",
