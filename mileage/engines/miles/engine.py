@@ -135,20 +135,24 @@ class MilesEngine(Engine):
             raise ConfigError(f"{where}.warm_start.enabled: the warm start exists for the local engine only")
 
     def check_explicit_keys(self, exp, explicit, where):
-        """Refuse a key of the other backend that the config sets (a schema default is not refused)."""
+        """Refuse a key of the other backend that the config sets (a schema default is not refused), naming every
+        such key at its deepest (`miles.parallelism.tensor`)."""
         from mileage.config import ConfigError
 
         backend = _backend(exp)
         foreign = MEGATRON_ONLY_KEYS if backend == "fsdp" else FSDP_ONLY_KEYS
-        for key in sorted(explicit):
-            if any(key == f or key.startswith(f + ".") for f in foreign):
-                if backend == "fsdp":
-                    raise ConfigError(
-                        f"{where}.{key}: a Megatron-only key, but miles.train_backend is fsdp (FSDP has no "
-                        "parallelism sizes, recompute, Megatron kernels or Megatron CPU Adam; FACTS section 9): "
-                        "remove it (from this experiment or what it extends), or train with the megatron backend")
-                raise ConfigError(f"{where}.{key}: an FSDP setting, but miles.train_backend is megatron: remove it "
-                                  "or set miles.train_backend: fsdp")
+        leaves = [key for key in explicit if not any(other.startswith(key + ".") for other in explicit)]
+        found = sorted(key for key in leaves if any(key == f or key.startswith(f + ".") for f in foreign))
+        if not found:
+            return
+        more = f" (also {', '.join(f'{where}.{key}' for key in found[1:])})" if found[1:] else ""
+        if backend == "fsdp":
+            raise ConfigError(
+                f"{where}.{found[0]}: a Megatron-only key, but miles.train_backend is fsdp{more}. FSDP has no "
+                "parallelism sizes, recompute, Megatron kernels or Megatron CPU Adam (miles/FACTS.md section 9): "
+                "remove them (from this experiment or what it extends), or train with the megatron backend")
+        raise ConfigError(f"{where}.{found[0]}: an FSDP setting, but miles.train_backend is megatron{more}: remove "
+                          "it or set miles.train_backend: fsdp")
 
     def model_inputs(self, layout, exp):
         if _backend(exp) == "fsdp":
