@@ -20,6 +20,17 @@ KNOWN_DATASET_FILES = {
 }
 
 
+def cache_relative(path: str) -> str:
+    """A path as its place inside the results' cache (`cache/warm-models/warm-<hash>`), so that a key or an
+    identity made of input paths stays the same when `results_dir` moves; any other path as given (the user's
+    own model or data: where it lives is all that names it)."""
+    parts = Path(path).parts
+    if "cache" not in parts:
+        return str(path)
+    i = len(parts) - 1 - parts[::-1].index("cache")
+    return "/".join(parts[i:])
+
+
 def repo_slug(repo: str) -> str:
     return repo.replace("/", "--")
 
@@ -95,7 +106,8 @@ class Layout:
             "max_operand": data.get("max_operand", 9),
             "operations": data.get("operations", ["+"]),
         }
-        key = f"warm-{fingerprint(params)}"
+        # Keyed by the base model's content key, not its path: moving results_dir keeps the key.
+        key = f"warm-{fingerprint({**params, 'base': cache_relative(base)})}"
         self.warm_models[key] = params
         return f"{self.results}/cache/warm-models/{key}"
 
@@ -128,7 +140,9 @@ class Layout:
     def base_eval(self, engine: str, params: dict, inputs: dict, gpus: int) -> str:
         """The evaluation of a starting model, shared by every experiment that starts from the same model with the
         same data and eval settings (a variant of an experiment does not evaluate its base model again)."""
-        key = f"base-{engine}-{fingerprint({'params': params, 'inputs': inputs})}"
+        # Inputs by their place in the cache, not under results_dir: moving results_dir keeps the key.
+        placed = {k: cache_relative(v) for k, v in sorted(inputs.items())}
+        key = f"base-{engine}-{fingerprint({'params': params, 'inputs': placed})}"
         self.base_evals[key] = {"params": params, "inputs": inputs, "gpus": gpus}
         return f"{self.results}/cache/base-eval/{key}.samples.jsonl"
 

@@ -8,22 +8,64 @@
 - Same identity, trained past `num_rollout` without a checkpoint there (or missing an evaluation a shorter run
   makes): start afresh, the old run kept aside, saying why.
 - Otherwise resume from the newest checkpoint (or start, if there is none).
+
+One writer at a time: whoever writes a run directory (the trainer; the train rule while it plans) holds an
+exclusive flock on its `trainer.lock`, so a second trainer (a second Snakemake elsewhere, a stale job) stops with
+an error naming the holder's pid instead of writing the same checkpoints. The kernel drops the lock when its
+holder dies, however it dies: a stale lock file means nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 from mileage.atomic import write_json
 from mileage.config import fingerprint
 from mileage.engines.contract import Checkpoint, Engine
 from mileage.keys import identity_of
+from mileage.layout import cache_relative
 from mileage.metrics.events import MetricEvent, rollout_id_of
+
+
+LOCK_NAME = "trainer.lock"
+
+
+class RunDirLocked(RuntimeError):
+    """Another process writes this run directory."""
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: str | Path, holder: str) -> Iterator[None]:
+    """Hold the run directory's lock (non-blocking); RunDirLocked names the pid that holds it."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "a process that wrote no pid"
+            raise RunDirLocked(
+                f"the run directory {run_dir} is in use: {other} holds {run_dir / LOCK_NAME}. Two trainings must "
+                "not write one run; wait for it to end (or stop it) and run again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} ({holder}) since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _has_content(run_dir: Path) -> bool:
+    return run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
 
 
 def file_digest(path: str | Path) -> str:
@@ -38,7 +80,8 @@ def file_digest(path: str | Path) -> str:
 def training_identity(train: dict, inputs: dict) -> dict:
     """What a checkpoint depends on: the training params minus resume-safe keys, plus the input files."""
     identity = identity_of(train)
-    identity["inputs"] = {k: str(v) for k, v in sorted(inputs.items())}
+    # Cache inputs by their place in the cache (content-keyed), not under results_dir: a moved results_dir resumes.
+    identity["inputs"] = {k: cache_relative(str(v)) for k, v in sorted(inputs.items())}
     # The prompts by content: a `source: file` dataset keeps its cache path when the user edits the file.
     train_data = inputs.get("train_data")
     if train_data is not None and Path(train_data).is_file():
@@ -80,10 +123,18 @@ def _evaluated_rollouts(run_dir: Path) -> set[int]:
 
 
 def plan_run(run_dir: str | Path, identity: dict, engine: Engine, train: Mapping, log=print) -> RunPlan:
-    """Decide fresh / resume / done for the training `train` (its params) in `run_dir` (see the module doc)."""
+    """Decide fresh / resume / done for the training `train` (its params) in `run_dir` (see the module doc), holding
+    the run's lock: a run another trainer writes is neither set aside nor planned on."""
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return _start(run_dir, fingerprint(identity), identity)
+    with run_dir_lock(run_dir, "the train rule, planning"):
+        return _plan_run(run_dir, identity, engine, train, log)
+
+
+def _plan_run(run_dir: Path, identity: dict, engine: Engine, train: Mapping, log) -> RunPlan:
     digest = fingerprint(identity)
-    if not (run_dir.exists() and any(run_dir.iterdir())):
+    if not _has_content(run_dir):
         return _start(run_dir, digest, identity)
     stamp = run_dir / "fingerprint.json"
     previous = json.loads(stamp.read_text()) if stamp.is_file() else {}

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from mileage.batch import BatchIdentityError, batch_identity
 from mileage.data.problems import Problem, prompt_text, read_problems
-from mileage.engines.local.checkpoints import complete_checkpoints, export_model
+from mileage.engines.local.checkpoints import complete_checkpoints, export_model, manifest_callback
 from mileage.engines.local.metric_names import split_logs
 from mileage.engines.local.sampling import resolve_device, sample_records
 from mileage.evaluation.records import write_records
@@ -376,6 +376,7 @@ def run_grpo(spec: dict) -> Path:
     steps = batch_layout(_section(spec, "rollout"), _section(spec, "train"))["steps_per_rollout"]
     resume_from = prepare_resume(run_dir, steps)
     trainer, tokenizer, _ = build_trainer(spec)
+    trainer.add_callback(manifest_callback())  # each checkpoint's sizes and digests, checked before a resume
     if resume_from is not None:
         print(f"[mileage] resuming from {resume_from}", flush=True)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
