@@ -218,3 +218,74 @@ def test_rtx5090_guide_names_the_pinned_commits_and_wheels():
                   pins.TORCHVISION_CU128, pins.PYTORCH_CU128_INDEX, pins.TRANSFORMER_ENGINE_VERSION,
                   pins.FLASH_ATTN_VERSION, pins.RAY_VERSION, "NCCL_NVLS_ENABLE=0", "--attention-backend fused"):
         assert value in guide, value
+
+
+# ---- the miles stack: every source at a full commit, the commits one truth (mileage/pins.py) ----------------
+
+POST_DEPLOY = ROOT / Path(pins.ENV_FILES["miles"]).with_suffix(".post-deploy.sh")
+_GIT_REF = re.compile(r"git\+(?P<repo>https://[^@\s\"]+?)(?:\.git)?@(?P<ref>[^#\s\"]+)")
+_CLONE = re.compile(r"^checkout (?P<repo>https://\S+?)(?:\.git)? (?P<ref>\S+) ", re.M)
+_FULL_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+STACK_COMMITS = {
+    pins.MILES_REPO.removesuffix(".git"): pins.MILES_COMMIT,
+    pins.SGLANG_REPO.removesuffix(".git"): pins.SGLANG_COMMIT,
+    pins.MEGATRON_REPO.removesuffix(".git"): pins.MEGATRON_COMMIT,
+}
+
+
+def stack_sources() -> list[tuple[str, str, str]]:
+    """(file, repository, ref) of every git source of the miles env: its yaml and its post-deploy script."""
+    found = []
+    for path in (ROOT / pins.ENV_FILES["miles"], POST_DEPLOY):
+        text = path.read_text(encoding="utf-8")
+        for pattern in (_GIT_REF, _CLONE):
+            found += [(path.name, m["repo"], m["ref"]) for m in pattern.finditer(text)]
+    return found
+
+
+def test_the_pinned_stack_commits_are_full_hashes():
+    # A prefix would be a guess at which commit is meant: refuse it here, loudly.
+    for name, commit in (("MILES_COMMIT", pins.MILES_COMMIT), ("SGLANG_COMMIT", pins.SGLANG_COMMIT),
+                         ("MEGATRON_COMMIT", pins.MEGATRON_COMMIT), ("MILES_FLAGS_COMMIT", pins.MILES_FLAGS_COMMIT)):
+        assert _FULL_COMMIT.match(commit), f"mileage.pins.{name} = {commit!r} is not a full 40-hex commit"
+
+
+def test_the_miles_env_installs_miles_sglang_and_megatron_at_the_pinned_commits():
+    sources = stack_sources()
+    assert POST_DEPLOY.is_file(), "Snakemake runs <env>.post-deploy.sh after creating the env: it must exist"
+    assert {repo for _, repo, _ in sources} == set(STACK_COMMITS), sources
+    wrong = [(f, repo, ref) for f, repo, ref in sources if not _FULL_COMMIT.match(ref) or ref != STACK_COMMITS[repo]]
+    assert wrong == []
+    text = POST_DEPLOY.read_text(encoding="utf-8")
+    for package in ("sglang @", "sgl-kernel @", "miles @"):
+        assert package in text, package
+    # Both checkouts the jobs run from (train.py and tools/; megatron.training on PYTHONPATH) are cloned.
+    assert {m["repo"] for m in _CLONE.finditer(text)} == {pins.MILES_REPO.removesuffix(".git"),
+                                                          pins.MEGATRON_REPO.removesuffix(".git")}
+
+
+def test_the_post_deploy_builds_against_the_envs_torch():
+    text = POST_DEPLOY.read_text(encoding="utf-8")
+    assert "--no-build-isolation --no-deps" in text and "set -euo pipefail" in text
+    for pin in (f"transformer-engine-torch=={pins.TRANSFORMER_ENGINE_VERSION}", f"flash-attn=={pins.FLASH_ATTN_VERSION}"):
+        assert pin in text, pin
+    assert 'TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-12.0}"' in text
+    bash = shutil.which("bash")
+    if bash:
+        result = subprocess.run([bash, "-n", str(POST_DEPLOY)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+
+def test_the_commits_and_cuda_floor_agree_with_facts():
+    facts = ROOT.parent / "shared" / "miles" / "FACTS.md"
+    if not facts.is_file():
+        pytest.skip(f"{facts} not here: the commits are checked against mileage/pins.py only")
+    text = facts.read_text(encoding="utf-8")
+    assert f"`v0.1.0` = commit `{pins.MILES_COMMIT}`" in text
+    assert f"SGLang `{pins.SGLANG_COMMIT}`" in text and f"Megatron-LM `{pins.MEGATRON_COMMIT}`" in text
+    assert f"megatron-core {pins.MEGATRON_CORE_VERSION}" in text
+    cuda, torch = re.search(r"sm_120 needs CUDA >= ([\d.]+) and PyTorch >= ([\d.]+)", text).groups()
+    assert pins.version_tuple(cuda) == pins.MIN_CUDA_FOR_SM120 and pins.version_tuple(torch) == pins.MIN_TORCH_FOR_SM120
+    assert pins.version_tuple(pins.TORCH_CU128) >= pins.MIN_TORCH_FOR_SM120
+    assert pins.version_tuple(pins.CUDA_VERSION) >= pins.MIN_CUDA_FOR_SM120
+    assert pins.TORCH_CU128.endswith("+cu" + pins.CUDA_VERSION.replace(".", ""))
