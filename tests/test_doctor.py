@@ -305,15 +305,19 @@ def test_installed_miles_accepts_every_shipped_experiments_argv(tmp_path, monkey
 
 
 def test_installed_miles_refusal_is_shown_and_fails(tmp_path, monkeypatch):
-    # A flag only miles' FSDP parser has, on the Megatron backend: the stand-in refuses it as argparse does.
-    exp_file = tmp_path / "fsdp-flag.yaml"
-    exp_file.write_text(f"extends: {REPO / 'config/experiments/glm-z1-9b-8xh100.yaml'}\n"
-                        "miles:\n  extra_args: [--fsdp-cpu-offload]\n")
-    monkeypatch.setenv("PYTHONPATH", str(FAKE_MILES))
-    report = doctor.run_doctor(shipped_miles_req(tmp_path, exp_file), cpu_facts())
+    # An installed parser that has none of the flags: argparse's own refusal, as miles' parser gives it.
+    package = tmp_path / "site" / "miles" / "utils"
+    package.mkdir(parents=True)
+    (package.parent / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "arguments.py").write_text(
+        "import argparse\ndef parse_args():\n    return argparse.ArgumentParser(prog='train.py').parse_args()\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    report = doctor.run_doctor(shipped_miles_req(tmp_path, REPO / "config/experiments/glm-z1-9b-8xh100.yaml"),
+                               cpu_facts())
     row = rows(report)["miles parse_args"]
     assert (row.found, row.status) == ("refused", "FAIL")
-    assert "unrecognized arguments: --fsdp-cpu-offload" in row.hint
+    assert "train.py: error: unrecognized arguments: --" in row.hint
     assert report.exit_code == 1
 
 
