@@ -17,7 +17,7 @@ from mileage.paths import absolute, final_model, model_dir
 READS = {
     "train": (
         "engine", "seed", "rollout_seed", "data.apply_chat_template", "data.eval.name",
-        "rollout", "train", "eval", "resources.device", "resources.gpus", "ray",
+        "rollout", "train", "eval", "resources.device", "resources.gpus", "ray", "tracking",
     ),
     "eval_base": ("engine", "data.apply_chat_template", "rollout.reward", "resources.device", "base_eval"),
     "eval_final": ("engine", "data.apply_chat_template", "rollout.reward", "resources.device", "final_eval"),
@@ -41,6 +41,8 @@ def job_spec(train: Mapping[str, Any], inputs: Mapping[str, str], run_dir: Path)
         "seed": train["seed"],
         "rollout_seed": train["rollout_seed"],
         "data": {"apply_chat_template": train["data"]["apply_chat_template"]},
+        # Which trackers (mileage.engines.local.tracking); a W&B key only ever comes from the job's environment.
+        "tracking": {key: train["tracking"][key] for key in ("wandb", "wandb_project", "wandb_group")},
         **{key: train[key] for key in ("rollout", "train", "eval", "resources")},
     }
 

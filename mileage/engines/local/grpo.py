@@ -250,12 +250,24 @@ def trainer_class():
     return MileageGRPOTrainer
 
 
+def event_writer(run_dir: Path, trackers=None) -> Callable[[MetricEvent], None]:
+    """Append a canonical event to the run's events.jsonl, and hand it to the trackers (TensorBoard, W&B)."""
+    events_path = run_dir / "events.jsonl"
+
+    def emit(event: MetricEvent) -> None:
+        append_event(events_path, event)
+        if trackers is not None:
+            trackers.log(event)
+
+    return emit
+
+
 def events_callback(run_dir: Path, steps_per_rollout: int, num_rollout: int, eval_fn: Callable[[int], None] | None,
-                    eval_interval: int | None):
+                    eval_interval: int | None, trackers=None):
     """A TrainerCallback writing canonical events (and running in-training eval at rollout ends)."""
     from transformers import TrainerCallback
 
-    events_path = run_dir / "events.jsonl"
+    emit = event_writer(run_dir, trackers)
 
     class CanonicalEvents(TrainerCallback):
         def __init__(self):
@@ -273,7 +285,7 @@ def events_callback(run_dir: Path, steps_per_rollout: int, num_rollout: int, eva
             rollout_id = state.global_step // steps_per_rollout - 1
             step_time = time.perf_counter() - self.rollout_start
             rollout_time = self.trainer.rollout_time
-            append_event(events_path, MetricEvent("perf", rollout_id, {
+            emit(MetricEvent("perf", rollout_id, {
                 "perf/step_time": step_time,
                 "perf/rollout_time": rollout_time,
                 "perf/actor_train_time": step_time - rollout_time,
@@ -288,9 +300,13 @@ def events_callback(run_dir: Path, steps_per_rollout: int, num_rollout: int, eva
             step = state.global_step - 1  # 0-based: rollout_id x steps_per_rollout + step_id
             grouped = split_logs(logs)
             if grouped["rollout"]:
-                append_event(events_path, MetricEvent("rollout", step // steps_per_rollout, grouped["rollout"]))
+                emit(MetricEvent("rollout", step // steps_per_rollout, grouped["rollout"]))
             if grouped["train"] and any(k != "train/epoch" for k in grouped["train"]):
-                append_event(events_path, MetricEvent("train", step, grouped["train"]))
+                emit(MetricEvent("train", step, grouped["train"]))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if trackers is not None:
+                trackers.close()
 
     return CanonicalEvents()
 
@@ -305,26 +321,29 @@ def eval_sampling(eval_cfg: dict) -> dict:
     }
 
 
-def in_training_eval(run_dir: Path, trainer, tokenizer, eval_data: dict, eval_cfg: dict, reward: str,
-                     apply_chat_template: bool, seed: int) -> Callable[[int], None]:
-    """Evaluate the live policy: eval/<name> = mean reward (avg@k), every sample to eval_samples/."""
-    name = eval_data["name"]
-    problems = read_problems(eval_data["path"])
-    events_path = run_dir / "events.jsonl"
+def in_training_eval(run_dir: Path, trainer, tokenizer, eval_data: dict | list, eval_cfg: dict, reward: str,
+                     apply_chat_template: bool, seed: int, trackers=None) -> Callable[[int], None]:
+    """Evaluate the live policy on each eval set ({"name", "path"}, or a list of them): eval/<name> = mean reward
+    (avg@k), every sample to eval_samples/<name>/."""
+    sets = [(d["name"], read_problems(d["path"])) for d in (eval_data if isinstance(eval_data, list) else [eval_data])]
+    emit = event_writer(run_dir, trackers)
     sampling = eval_sampling(eval_cfg)
 
     def run(rollout_id: int) -> None:
-        records = sample_records(
-            trainer.model, tokenizer, problems, **sampling, seed=seed, reward=reward,
-            apply_chat_template=apply_chat_template, progress=False,
-        )
-        write_records(run_dir / "eval_samples" / name / f"rollout_{rollout_id}.jsonl", records)
-        n = len(records)
-        append_event(events_path, MetricEvent("eval", rollout_id, {
-            f"eval/{name}": sum(r["reward"] for r in records) / n,
-            f"eval/{name}/response_lengths": sum(r["response_length"] for r in records) / n,
-            f"eval/{name}/truncated": sum(r["truncated"] for r in records) / n,
-        }))
+        metrics = {}
+        for name, problems in sets:
+            records = sample_records(
+                trainer.model, tokenizer, problems, **sampling, seed=seed, reward=reward,
+                apply_chat_template=apply_chat_template, progress=False,
+            )
+            write_records(run_dir / "eval_samples" / name / f"rollout_{rollout_id}.jsonl", records)
+            n = len(records)
+            metrics.update({
+                f"eval/{name}": sum(r["reward"] for r in records) / n,
+                f"eval/{name}/response_lengths": sum(r["response_length"] for r in records) / n,
+                f"eval/{name}/truncated": sum(r["truncated"] for r in records) / n,
+            })
+        emit(MetricEvent("eval", rollout_id, metrics))
 
     return run
 
@@ -355,13 +374,18 @@ def build_trainer(spec: dict, *, with_events: bool = True):
         rollout_seed=int(spec.get("rollout_seed", 42)),
     )
     if with_events:
+        from mileage.engines.local.tracking import Trackers
+
+        trackers = Trackers(run_dir, spec.get("tracking") or {}, str(spec.get("experiment", "")),
+                            {k: spec[k] for k in ("rollout", "train", "eval", "seed", "rollout_seed") if k in spec})
         steps = config.max_steps // int(rollout["num_rollout"])
         eval_data, eval_cfg = spec.get("eval_data"), spec.get("eval") or {}
         eval_fn = None
         if eval_data and eval_cfg.get("interval"):
             eval_fn = in_training_eval(run_dir, trainer, tokenizer, eval_data, eval_cfg, rollout.get("reward", "deepscaler"),
-                                       apply_chat_template, int(spec.get("rollout_seed", 42)))
-        callback = events_callback(run_dir, steps, int(rollout["num_rollout"]), eval_fn, eval_cfg.get("interval"))
+                                       apply_chat_template, int(spec.get("rollout_seed", 42)), trackers)
+        callback = events_callback(run_dir, steps, int(rollout["num_rollout"]), eval_fn, eval_cfg.get("interval"),
+                                   trackers)
         callback.trainer = trainer
         trainer.add_callback(callback)
     return trainer, tokenizer, config

@@ -1,0 +1,48 @@
+"""The local engine's trackers: TensorBoard event files of the canonical metrics under the run directory (read back
+with the same reader as miles' TensorBoard dirs), and W&B offline with no key."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mileage.engines.local.engine import job_spec
+from mileage.engines.local.tracking import Trackers
+from mileage.metrics.events import MetricEvent
+from mileage.metrics.tensorboard_events import read_tensorboard_dir
+
+
+def test_tensorboard_event_files_hold_the_canonical_metrics(tmp_path):
+    trackers = Trackers(tmp_path, {"wandb": False}, "demo", {})
+    trackers.log(MetricEvent("rollout", 0, {"rollout/raw_reward": 0.25}))
+    trackers.log(MetricEvent("rollout", 1, {"rollout/raw_reward": 0.5}))
+    trackers.log(MetricEvent("eval", 1, {"eval/arith": 0.75}))
+    trackers.close()
+    events, _ = read_tensorboard_dir(tmp_path / "tensorboard")
+    got = {(e.kind, e.step, name): value for e in events for name, value in e.metrics.items()}
+    assert got[("rollout", 0, "rollout/raw_reward")] == pytest.approx(0.25)
+    assert got[("rollout", 1, "rollout/raw_reward")] == pytest.approx(0.5)
+    assert got[("eval", 1, "eval/arith")] == pytest.approx(0.75)
+    assert not (tmp_path / "wandb").exists()  # W&B only when tracking.wandb is on
+
+
+def test_wandb_runs_offline_without_a_key_and_the_spec_never_holds_one(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    trackers = Trackers(tmp_path, {"wandb": True, "wandb_project": "p", "wandb_group": "g"}, "demo", {"seed": 1})
+    trackers.log(MetricEvent("train", 0, {"train/loss": 0.1}))
+    trackers.close()
+    offline = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
+    train = {"name": "demo", "data": {"eval": {"name": "arith"}, "apply_chat_template": False}, "eval": {"interval": None},
+             "seed": 1, "rollout_seed": 2, "rollout": {}, "train": {}, "resources": {},
+             "tracking": {"wandb": True, "wandb_project": "p", "wandb_group": None}}
+    os.environ["WANDB_API_KEY"] = "sentinel-wandb-key"
+    try:
+        spec = job_spec(train, {"model": str(tmp_path), "train_data": "t.jsonl", "eval_data": "e.jsonl"}, tmp_path)
+    finally:
+        del os.environ["WANDB_API_KEY"]
+    assert spec["tracking"] == {"wandb": True, "wandb_project": "p", "wandb_group": None}
+    assert "sentinel-wandb-key" not in repr(spec)
