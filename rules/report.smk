@@ -6,11 +6,15 @@ rule report:
         summary=f"{R}/{{exp}}/report/summary.json",
         metrics=f"{R}/{{exp}}/metrics/rollout.tsv",
     output:
-        report(
-            f"{R}/{{exp}}/report/report.md",
+        f"{R}/{{exp}}/report/report.md",
+        # The same report as one HTML page: Snakemake's report shows HTML inline, Markdown only as a download.
+        html=report(
+            f"{R}/{{exp}}/report/report.html",
             caption="../report/report.rst",
             category="{exp}",
         ),
+        scores_tex=f"{R}/{{exp}}/report/final_scores.tex",
+        hyperparameters_tex=f"{R}/{{exp}}/report/hyperparameters.tex",
     log:
         f"{R}/{{exp}}/logs/report.log",
     conda:
@@ -63,6 +67,13 @@ rule compare:
             caption="../report/compare.rst",
             category="compare",
         ),
+        paired=report(
+            f"{R}/compare/paired.tsv",
+            caption="../report/paired.rst",
+            category="compare",
+        ),
+        scores_md=f"{R}/compare/final_scores.md",
+        scores_tex=f"{R}/compare/final_scores.tex",
     log:
         f"{R}/compare/compare.log",
     conda:

@@ -245,7 +245,8 @@ def test_compare_one_experiment_without_training_curves(tmp_path: Path) -> None:
     for tsv in (exp / "metrics").iterdir():
         tsv.unlink()  # evaluated but never trained: no curves at all
     written = compare_experiments({"only": exp}, tmp_path / "compare", None)
-    assert sorted(p.name for p in written) == ["final_scores.md", "final_scores.tsv"]
+    assert sorted(p.name for p in written) == ["final_scores.md", "final_scores.tex", "final_scores.tsv",
+                                               "paired.tsv"]
     assert len(read_scores(tmp_path / "compare" / "final_scores.tsv")) == 1
 
 
@@ -255,3 +256,39 @@ def test_compare_needs_each_summary_and_some_experiment(tmp_path: Path) -> None:
     (tmp_path / "bare" / "metrics").mkdir(parents=True)
     with pytest.raises(SummaryError, match=r"bare.*summary\.json"):
         compare_experiments({"bare": tmp_path / "bare"}, tmp_path / "compare")
+
+
+def test_report_is_also_a_self_contained_html_page(tmp_path: Path) -> None:
+    write_metrics(tmp_path / "metrics", [0.1], {})
+    out = tmp_path / "report" / "report.md"
+    (out.parent / "figures").mkdir(parents=True)
+    (out.parent / "figures" / "reward.png").write_bytes(PNG_MAGIC + b"fake")
+    write_report(make_summary(), tmp_path / "metrics", out, [str(out.parent / "figures" / "reward.png")], "Demo")
+    page = (out.parent / "report.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "<table>" in page and "<td>avg@4</td>" in page
+    assert 'src="data:image/png;base64,' in page and "figures/reward.png" not in page.split("<img")[1][:80]
+
+
+def test_compare_pairs_every_two_experiments_on_the_same_problems(tmp_path: Path) -> None:
+    experiments = {"demo": make_experiment(tmp_path, "demo", [0.1]), "lr": make_experiment(tmp_path, "lr", [0.2])}
+    compare_experiments(experiments, tmp_path / "compare", {"formats": ["png"]})
+    rows = read_scores(tmp_path / "compare" / "paired.tsv")
+    assert list(rows[0]) == ["a", "b", "dataset", "metric", "estimate", "ci95_low", "ci95_high", "p_value",
+                             "prob_improvement"]
+    assert {(r["a"], r["b"]) for r in rows} == {("demo", "lr")}
+    avg = next(r for r in rows if r["metric"] == "avg@4")
+    assert float(avg["estimate"]) == 0.0 and float(avg["p_value"]) == 1.0  # the same final per-problem scores
+    tex = (tmp_path / "compare" / "final_scores.tex").read_text(encoding="utf-8")
+    assert "\\toprule" in tex and tex.count("\\textbf{50.0}") == 4  # avg@4 and pass@1 tie at 50: all bold
+
+
+def test_compare_refuses_to_pair_experiments_on_different_problems(tmp_path: Path) -> None:
+    a, b = make_experiment(tmp_path, "a", [0.1]), make_experiment(tmp_path, "b", [0.1])
+    summary = json.loads((b / "report" / "summary.json").read_text(encoding="utf-8"))
+    summary["final"]["per_problem"][2]["problem_id"] = "aime-2025-9"
+    (b / "report" / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    compare_experiments({"a": a, "b": b}, tmp_path / "compare", {"formats": ["png"]})
+    assert read_scores(tmp_path / "compare" / "paired.tsv") == []
+    text = (tmp_path / "compare" / "final_scores.md").read_text(encoding="utf-8")
+    assert "`a` and `b` were not evaluated on the same problems" in text
+    assert "'aime-2024-2'" in text and "'aime-2025-9'" in text

@@ -12,12 +12,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from mileage.atomic import write_text
+from mileage.evaluation.paired import PairingError, check_paired, paired_test
+from mileage.evaluation.stats import StatsError, headline_metrics, per_problem_scores
+from mileage.report import latex
 from mileage.report.markdown import MISSING, format_ci, format_percent
 from mileage.report.plots import (
     draw_raw_and_smoothed,
@@ -99,6 +103,76 @@ def scores_markdown(rows: list[dict[str, Any]], summaries: dict[str, dict[str, A
                     cells.append(f"{format_percent(entry.get('value'))} {format_ci(entry)}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+PAIRED_COLUMNS = ("a", "b", "dataset", "metric", "estimate", "ci95_low", "ci95_high", "p_value", "prob_improvement")
+
+
+def replicate_sides(directory: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The final side of each seed's own summary (`seeds/<n>/report/summary.json`), or the summary's own."""
+    seeds = summary.get("seeds")
+    if not seeds:
+        return [summary["final"]]
+    return [load_summary(directory / "seeds" / str(seed) / "report" / "summary.json")["final"] for seed in seeds]
+
+
+def _scores(sides: list[dict[str, Any]], metric: str) -> tuple[list[str], np.ndarray]:
+    ids = [str(r["problem_id"]) for r in sides[0]["per_problem"]]
+    for side in sides[1:]:
+        check_paired(ids, [str(r["problem_id"]) for r in side["per_problem"]], "two seeds of one experiment")
+    return ids, np.array([per_problem_scores(side["per_problem"], metric) for side in sides])
+
+
+def paired_rows(names: list[str], summaries: dict[str, dict[str, Any]], sides: dict[str, list[dict[str, Any]]],
+                **test_kw: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every pair (a, b) of experiments, a listed first: b minus a per shared headline metric over the same problems
+    (and seeds; with different seed counts each problem's mean over seeds). Returns (rows, refusals)."""
+    rows: list[dict[str, Any]] = []
+    refusals: list[str] = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if summaries[a]["dataset"] != summaries[b]["dataset"]:
+                refusals.append(f"`{a}` and `{b}`: evaluated on different datasets "
+                                f"({summaries[a]['dataset']!r} vs {summaries[b]['dataset']!r}), so no paired test")
+                continue
+            metrics = [m for m in headline_metrics(int(summaries[a]["k"]))
+                       if m in headline_metrics(int(summaries[b]["k"]))]
+            try:
+                for metric in metrics:
+                    try:
+                        ids_a, scores_a = _scores(sides[a], metric)
+                        ids_b, scores_b = _scores(sides[b], metric)
+                    except StatsError as exc:  # an older summary without this metric's per-problem counts
+                        log.info("compare: %s and %s: %s; left out", a, b, exc)
+                        continue
+                    check_paired(ids_a, ids_b, f"`{a}` and `{b}`")
+                    if scores_a.shape != scores_b.shape:
+                        scores_a, scores_b = scores_a.mean(axis=0), scores_b.mean(axis=0)
+                    test = paired_test(scores_a, scores_b, **test_kw)
+                    rows.append({"a": a, "b": b, "dataset": summaries[a]["dataset"], "metric": metric,
+                                 "estimate": test["estimate"], "ci95_low": test["ci95"][0],
+                                 "ci95_high": test["ci95"][1], "p_value": test["p_value"],
+                                 "prob_improvement": test["prob_improvement"]})
+            except PairingError as exc:
+                rows = [r for r in rows if (r["a"], r["b"]) != (a, b)]
+                refusals.append(str(exc))
+    return rows, refusals
+
+
+def paired_markdown(rows: list[dict[str, Any]], refusals: list[str]) -> list[str]:
+    lines = ["## Paired differences", "",
+             "b − a over the same problems (and seeds), percentage points; paired bootstrap 95% CI, two-sided",
+             "sign-flip p-value, probability of improvement P(b > a) per problem (rliable).", ""]
+    if rows:
+        lines += ["| metric | a | b | b − a | 95% CI | p | P(b > a) |", "| --- | --- | --- | ---: | :---: | ---: | ---: |"]
+        lines += [f"| {r['metric']} | `{r['a']}` | `{r['b']}` | {100 * r['estimate']:+.1f} | "
+                  f"[{100 * r['ci95_low']:+.1f}, {100 * r['ci95_high']:+.1f}] | {r['p_value']:.2g} | "
+                  f"{r['prob_improvement']:.2f} |" for r in rows]
+    else:
+        lines.append("No pair of experiments to compare.")
+    if refusals:
+        lines += ["", "Not compared:", "", *(f"- {why}" for why in refusals)]
+    return lines
 
 
 def _legend_height_scale(n_entries: int) -> float:
@@ -202,7 +276,25 @@ def compare_experiments(
     written += plot_compare_eval(tables, colors, outdir, resolved, eval_ks)
 
     rows = [score_row(name, summaries[name]) for name in names]
+    pairs, refusals = paired_rows(names, summaries, {n: replicate_sides(dirs[n], summaries[n]) for n in names})
+    for why in refusals:
+        log.warning("compare: %s", why)
+    write_text(outdir / "paired.tsv", scores_tsv(pairs) if pairs else "\t".join(PAIRED_COLUMNS) + "\n")
+    write_text(outdir / "final_scores.tex", final_scores_latex(names, summaries))
     write_text(outdir / "final_scores.tsv", scores_tsv(rows))
-    write_text(outdir / "final_scores.md", scores_markdown(rows, summaries))
-    written += [outdir / "final_scores.tsv", outdir / "final_scores.md"]
+    write_text(outdir / "final_scores.md",
+               scores_markdown(rows, summaries) + "\n" + "\n".join(paired_markdown(pairs, refusals)) + "\n")
+    written += [outdir / "paired.tsv", outdir / "final_scores.tex", outdir / "final_scores.tsv",
+                outdir / "final_scores.md"]
     return written
+
+
+def final_scores_latex(names: list[str], summaries: dict[str, dict[str, Any]]) -> str:
+    """Final scores of every experiment (rows) per generic metric, estimate with interval, best in bold."""
+    entries = {}
+    for name in names:
+        k = int(summaries[name]["k"])
+        metrics = (summaries[name].get("final") or {}).get("metrics", {})
+        entries[name] = {generic: metrics.get(_metric_name(generic, k)) for generic in SCORE_METRICS}
+    return latex.final_scores_table(entries, list(SCORE_METRICS),
+                                    "Final scores: percent, 95% interval (over problems; across seeds for replicates).")

@@ -332,6 +332,31 @@ def latex_tables(summary: dict[str, Any], title: str) -> dict[str, str]:
     }
 
 
+def report_html(markdown_text: str, base_dir: Path, title: str) -> str:
+    """The report as one self-contained HTML page (figures inlined as data URIs): Snakemake's report shows HTML
+    inline, Markdown only as a download."""
+    import base64
+    import html
+    import re
+
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+
+    def inline(match: re.Match) -> str:
+        path = base_dir / html.unescape(match.group(1))
+        if not path.is_file():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f'src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'src="([^"]+\.png)"', inline, body)
+    style = ("body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
+
+
 def write_report(
     summary: dict[str, Any],
     metrics_dir: str | os.PathLike,
@@ -341,7 +366,9 @@ def write_report(
 ) -> Path:
     """Write the Markdown report to `out_path` atomically; figure paths are made relative to it."""
     out_path = Path(out_path)
-    for name, text in latex_tables(summary, title).items():  # beside the report; the report last (the output)
-        write_text(out_path.parent / name, text)
-    write_text(out_path, render_report(summary, metrics_dir, out_path, figures, title))
+    text = render_report(summary, metrics_dir, out_path, figures, title)
+    for name, table in latex_tables(summary, title).items():  # beside the report; the report last (the output)
+        write_text(out_path.parent / name, table)
+    write_text(out_path.with_suffix(".html"), report_html(text, out_path.parent, title))
+    write_text(out_path, text)
     return out_path

@@ -115,8 +115,9 @@ def compare(experiments: dict, scores: str, figures_dir: str, style: dict, eval_
         compare_experiments({name: Path(path) for name, path in experiments.items()}, tmp, style, eval_ks)
         with atomic_dir(figures_dir) as figs:
             for file in Path(tmp).iterdir():
-                if file.suffix not in (".tsv", ".md"):
+                if file.suffix not in (".tsv", ".md", ".tex"):
                     shutil.copy2(file, figs / file.name)
-        for name in ("final_scores.md", "final_scores.tsv"):  # the declared output last
+        # Tables beside `scores`, the declared `scores` itself last.
+        for name in ("paired.tsv", "final_scores.tex", "final_scores.md", "final_scores.tsv"):
             shutil.copy2(Path(tmp) / name, outdir / f".{name}.tmp")
             (outdir / f".{name}.tmp").replace(outdir / name)
