@@ -210,6 +210,21 @@ def test_fake_miles_eval_only_and_bogus_flag(fake_run, card):
     assert bogus.returncode == 2 and "unrecognized arguments: --rollout-batchsize" in bogus.stderr
 
 
+def test_stand_in_like_megatron_needs_cuda_device_max_connections_for_tp(fake_run, card):
+    """Schema defaults: TP 2 and CP 2. Without CUDA_DEVICE_MAX_CONNECTIONS=1 in train.py's own environment Megatron
+    (on a Hopper) refuses at argument parsing; the job's runtime_env, which Ray applies to the entrypoint, has it."""
+    experiment, paths, run = fake_run
+    assert experiment["miles"]["parallelism"]["tensor"] == 2
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_DEVICE_MAX_CONNECTIONS"}
+    command = [*train_entrypoint(experiment, card, paths)]
+    command[command.index("--num-rollout") + 1] = "0"  # parse, then evaluate nothing
+    refused = subprocess.run(command, capture_output=True, text=True, env={**env, "PYTHONPATH": str(REPO)},
+                             timeout=120)
+    assert refused.returncode == 1 and "CUDA_DEVICE_MAX_CONNECTIONS to 1" in refused.stderr
+    assert runtime_env(experiment, paths, run=fake_smi(None, None))["env_vars"]["CUDA_DEVICE_MAX_CONNECTIONS"] == "1"
+    assert run(command).returncode == 0
+
+
 def test_fake_conversions(tmp_path, card, fake_run):
     _, _, run = fake_run
     hf = tmp_path / "hf"

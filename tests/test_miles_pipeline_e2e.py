@@ -135,7 +135,9 @@ def scratch_repo(dest: Path, card: dict, gpu_memory_gb: float) -> Path:
 
 
 def offline_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("FAKE_MILES_DIE_AT", "HF_HOME", "HF_HUB_CACHE")}
+    # CUDA_DEVICE_MAX_CONNECTIONS too: what train.py gets of it must come from the job's runtime_env.
+    dropped = ("FAKE_MILES_DIE_AT", "HF_HOME", "HF_HUB_CACHE", "CUDA_DEVICE_MAX_CONNECTIONS")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     path = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     return {**env, "PATH": path, "HF_HUB_OFFLINE": "1", **extra}
 
@@ -243,6 +245,14 @@ def test_fake_miles_ran_exactly_the_argv_mileage_prints(pipeline):
         assert argv[argv.index("--num-rollout") + 1] == "0" and argv[argv.index("--eval-interval") + 1] == "1"
     final = next(argv for argv in eval_only if "--load" in argv)
     assert final[final.index("--ckpt-step") + 1] == str(NUM_ROLLOUT - 1)
+
+
+def test_train_py_itself_gets_cuda_device_max_connections(pipeline):
+    """Megatron asserts CUDA_DEVICE_MAX_CONNECTIONS=1 in train.py's own process for tensor or context parallelism
+    (issue 8): the Ray job's runtime_env reaches the entrypoint process, not only the workers."""
+    repo, _ = pipeline
+    runs = [json.loads(line) for line in (repo / "fake-miles-argv.jsonl").read_text().splitlines() if line.strip()]
+    assert runs and all(run["env"]["CUDA_DEVICE_MAX_CONNECTIONS"] == "1" for run in runs)
 
 
 def test_eval_records_and_summary(pipeline):
