@@ -6,20 +6,16 @@ the stand-in train.py writes `iter_N/model/weights.json` where FSDP writes its t
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 from pathlib import Path
 
+from convert_torch_dist_to_hf import converter_args  # the tools directory leads sys.path of a script run
+
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(allow_abbrev=False)
-    parser.add_argument("--input-dir", required=True)
-    parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--origin-hf-dir", required=True)
-    parser.add_argument("-f", "--force", action="store_true")
-    args = parser.parse_args(argv)
+    args = converter_args(argv)
     source, out = Path(args.input_dir), Path(args.output_dir)
     model = source / "model" if (source / "model").is_dir() else source
     if not (model / "weights.json").is_file():

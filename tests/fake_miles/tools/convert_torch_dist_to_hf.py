@@ -9,13 +9,18 @@ import sys
 from pathlib import Path
 
 
-def main(argv: list[str]) -> int:
+def converter_args(argv: list[str]) -> argparse.Namespace:
+    """The arguments miles' checkpoint -> HF converters share (this one and convert_fsdp_to_hf.py)."""
     parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--input-dir", required=True)
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--origin-hf-dir", required=True)
     parser.add_argument("-f", "--force", action="store_true")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = converter_args(argv)
     source, out = Path(args.input_dir), Path(args.output_dir)
     if not (source / "metadata.json").is_file():
         print(f"FileNotFoundError: {source} is not a checkpoint iteration", file=sys.stderr)
