@@ -255,3 +255,121 @@ def test_tables_from_the_metrics_writer_plot(tmp_path: Path) -> None:
     write_tables(events, tmp_path / "metrics")
     written = plot_training(tmp_path / "metrics", tmp_path / "out", {"formats": ["png"]})
     assert sorted(p.name for p in written) == [f"{name}.png" for name in sorted(TRAINING_FIGURES)]
+
+
+# ---- figures a reader trusts ------------------------------------------------------------------------------------
+
+def capture_figures(monkeypatch) -> dict:
+    """Every figure saved, by name (the Figure, before it is closed)."""
+    import mileage.report.plots as plots_module
+
+    figures: dict = {}
+    real_save = plots_module.save_figure
+
+    def capture(fig, outdir, name, formats):
+        figures[name] = {"axes": [(ax.get_title() or ax.get_title("left"), ax.get_xlabel(), [line.get_xydata().copy() for line in ax.lines],
+                                   len(ax.collections)) for ax in fig.axes],
+                         "legends": [t.get_text() for lg in [*fig.legends, *[a.get_legend() for a in fig.axes]]
+                                     if lg is not None for t in lg.get_texts()]}
+        return real_save(fig, outdir, name, formats)
+
+    monkeypatch.setattr(plots_module, "save_figure", capture)
+    return figures
+
+
+def test_a_single_run_draws_no_band_and_the_loss_figure_names_entropy(tmp_path: Path, monkeypatch) -> None:
+    figures = capture_figures(monkeypatch)
+    write_full_metrics(tmp_path / "metrics")
+    plot_training(tmp_path / "metrics", tmp_path / "out", {"formats": ["png"]})
+    assert figures["reward"]["axes"][0][3] == 0  # no fill: one run has no interval (the old EMA std band is gone)
+    titles = [title for title, *_ in figures["loss"]["axes"]]
+    assert titles == ["loss", "KL loss", "entropy", "grad norm"]
+
+
+def test_numerically_zero_losses_and_unlogged_metrics_get_no_panel(tmp_path: Path, monkeypatch) -> None:
+    figures = capture_figures(monkeypatch)
+    metrics = tmp_path / "metrics"
+    write_header_only(metrics)
+    # An on-policy GRPO loss (~1e-8) and a KL loss at coefficient 0: float noise, not a curve.
+    write_tsv(metrics / "train.tsv", ["train/step", "train/entropy_loss", "train/grad_norm", "train/kl_loss", "train/loss"],
+              [[i, 3.0 - 0.1 * i, 0.5, 0.0, 1e-8 * (-1) ** i] for i in range(6)])
+    written = plot_training(metrics, tmp_path / "out", {"formats": ["png"]})
+    assert [title for title, *_ in figures["loss"]["axes"]] == ["entropy", "grad norm"]
+    assert [p.name for p in written] == ["loss.png"]
+    # Only zero losses: no loss figure at all.
+    write_tsv(metrics / "train.tsv", ["train/step", "train/loss"], [[0, 1e-9], [1, -2e-9]])
+    assert plot_training(metrics, tmp_path / "out2", {"formats": ["png"]}) == []
+
+
+def test_the_eval_curve_starts_at_the_base_model_with_bootstrap_error_bars(tmp_path: Path, monkeypatch) -> None:
+    figures = capture_figures(monkeypatch)
+    write_full_metrics(tmp_path / "metrics")
+    samples = [{"dataset": "aime", "rollout": r, "problem_id": f"p{p}", "reward": float((p + r) % 3 == 0)}
+               for r in (0, 4, 8) for p in range(10) for _ in range(2)]
+    plot_training(tmp_path / "metrics", tmp_path / "out", {"formats": ["png"]}, base={"aime": (0.05, 0.0, 0.12)},
+                  eval_samples=samples)
+    title, xlabel, lines, _ = figures["eval"]["axes"][0]
+    curve = lines[0]
+    # The table has an eval at rollout 0 (kept), so the base model is its own hollow marker at step 0.
+    assert list(curve[:, 0]) == [0.0, 4.0, 8.0]
+    assert any(line.shape == (1, 2) and tuple(line[0]) == (0.0, 0.05) for line in lines)
+    assert "bootstrap" in title and "base model" in xlabel and "base model" in figures["eval"]["legends"]
+    # Without an eval at rollout 0, the curve itself starts at the base model.
+    write_tsv(tmp_path / "metrics" / "eval.tsv", ["eval/step", "eval/aime"], [[4, 0.2], [8, 0.3]])
+    plot_training(tmp_path / "metrics", tmp_path / "out2", {"formats": ["png"]}, base={"aime": (0.05, 0.0, 0.12)})
+    curve = figures["eval"]["axes"][0][2][0]
+    assert [tuple(p) for p in curve] == [(0.0, 0.05), (4.0, 0.2), (8.0, 0.3)]
+
+
+def test_seeds_draw_the_mean_with_a_labelled_across_seed_band(tmp_path: Path, monkeypatch) -> None:
+    figures = capture_figures(monkeypatch)
+    dirs = []
+    for seed in range(3):
+        metrics = tmp_path / f"seed{seed}"
+        write_full_metrics(metrics)
+        write_tsv(metrics / "rollout.tsv", ["rollout/step", "rollout/raw_reward"],
+                  [[i, 0.1 * i + 0.05 * seed] for i in range(6)])
+        dirs.append(str(metrics))
+    plot_training(dirs, tmp_path / "out", {"formats": ["png"], "smoothing": 0.0})
+    reward = figures["reward"]
+    assert reward["axes"][0][3] == 1  # one band
+    assert "95% CI across 3 seeds" in reward["legends"]
+    mean_line = reward["axes"][0][2][0]
+    assert mean_line[:, 1] == pytest.approx([0.1 * i + 0.05 for i in range(6)])
+
+
+def test_seed_figures_and_the_final_scores_figure_are_byte_stable(tmp_path: Path) -> None:
+    from mileage.report.plots import final_score_points, plot_final_scores
+
+    dirs = []
+    for seed in range(2):
+        write_full_metrics(tmp_path / f"s{seed}", n=8 + seed)
+        dirs.append(str(tmp_path / f"s{seed}"))
+    entries = [("base", "0.55", final_score_points(make_summary(), "base")),
+               ("final", (0.1, 0.4, 0.7), final_score_points(make_summary()))]
+    runs = []
+    for out in ("a", "b"):
+        written = plot_training(dirs, tmp_path / out) + plot_final_scores(entries, tmp_path / out)
+        runs.append(written)
+    assert {p.name for p in runs[0]} >= {"final_scores.pdf", "final_scores.png", "reward.pdf"}
+    for a, b in zip(*runs):
+        assert a.read_bytes() == b.read_bytes(), f"{a.name} differs between two runs"
+    pdf = (tmp_path / "a" / "final_scores.pdf").read_bytes()
+    assert b"/CreationDate" not in pdf and b"/FontFile2" in pdf  # no date; TrueType (Type 42) fonts embedded
+
+
+def test_every_experiment_keeps_its_colour(tmp_path: Path, monkeypatch) -> None:
+    from mileage.report.plots import experiment_color
+    from mileage.report.style import palette_colors, resolve_style
+
+    style = resolve_style({})
+    assert [experiment_color(style, i) for i in range(4)] == palette_colors(style, 4)
+    figures = capture_figures(monkeypatch)
+    import mileage.report.plots as plots_module
+
+    seen = []
+    real = plots_module.draw_curve
+    monkeypatch.setattr(plots_module, "draw_curve", lambda ax, s, st, color, **kw: seen.append(color) or real(ax, s, st, color, **kw))
+    write_full_metrics(tmp_path / "metrics")
+    plot_training(tmp_path / "metrics", tmp_path / "out", {"formats": ["png"]}, color_index=2)
+    assert seen and set(seen) == {experiment_color(style, 2)}

@@ -252,25 +252,36 @@ def plot_eval(runs: list[dict[str, pd.DataFrame]], outdir: Path, style: dict[str
             stats = pd.DataFrame({"mean": points, "low": low.reindex(points.index), "high": high.reindex(points.index)})
         else:
             stats = across_seeds(series)
+        base_row = None
         if dataset in base:
             value, lo, hi = base[dataset]
-            stats = pd.concat([pd.DataFrame({"mean": [value], "low": [lo], "high": [hi]}, index=[0.0]),
-                               stats.drop(index=0.0, errors="ignore")]).sort_index()
-        x = stats.index.to_numpy(dtype=float)
-        y = stats["mean"].to_numpy(dtype=float)
-        err = np.array([y - stats["low"].to_numpy(dtype=float), stats["high"].to_numpy(dtype=float) - y])
-        err = np.nan_to_num(err, nan=0.0).clip(min=0)
+            base_row = pd.DataFrame({"mean": [value], "low": [lo], "high": [hi]}, index=[0.0])
+            if 0.0 not in stats.index:  # the curve starts at the base model (miles may log its own eval 0 there)
+                stats = pd.concat([base_row, stats]).sort_index()
+        marker = _EVAL_MARKERS[i % 4]
         label = dataset if len(columns) > 1 else None
-        ax.errorbar(x, y, yerr=err, color=color, marker=_EVAL_MARKERS[i % 4], markersize=3, linewidth=1.2,
-                    linestyle=_EVAL_LINESTYLES[i % 4], capsize=2, elinewidth=0.8, label=label)
+        _error_line(ax, stats, color=color, marker=marker, markersize=3, linewidth=1.2,
+                    linestyle=_EVAL_LINESTYLES[i % 4], label=label)
+        if base_row is not None:  # the base model's own marker, hollow: its stand-alone evaluation
+            _error_line(ax, base_row, color=color, marker=marker, markersize=4.5, markerfacecolor="white",
+                        linestyle="none", label="base model" if i == 0 else None)
     ax.set_xlabel("rollout (0 = base model)" if base else "rollout")
     ax.set_ylabel(f"avg@{eval_k}" if eval_k else "avg@k")
     _integer_steps(ax)
     what = f"95% CI across {n_seeds} seeds" if n_seeds > 1 else "95% bootstrap CI over problems"
     ax.set_title(f"error bars: {what}", fontsize=matplotlib.rcParams["legend.fontsize"], loc="left")
-    if len(columns) > 1:
-        ax.legend(loc="best", title="dataset")
+    if len(columns) > 1 or base:
+        ax.legend(loc="best", title="dataset" if len(columns) > 1 else None)
     return save_figure(fig, outdir, "eval", style["formats"])
+
+
+def _error_line(ax: Axes, stats: pd.DataFrame, **kwargs: Any) -> None:
+    """`stats` (mean, low, high by step) as a line with error bars; a missing interval draws no bar."""
+    x = stats.index.to_numpy(dtype=float)
+    y = stats["mean"].to_numpy(dtype=float)
+    err = np.array([y - stats["low"].to_numpy(dtype=float), stats["high"].to_numpy(dtype=float) - y])
+    err = np.nan_to_num(err, nan=0.0).clip(min=0)
+    ax.errorbar(x, y, yerr=err, capsize=2, elinewidth=0.8, **kwargs)
 
 
 def loss_panels(runs: list[dict[str, pd.DataFrame]]) -> list[tuple[str, str]]:
