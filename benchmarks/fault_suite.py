@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -61,8 +62,13 @@ def trainers(repo: Path) -> list[int]:
     return pids_where(lambda c: "mileage.engines.local.job" in c and str(repo) in c and "lifeline" not in c)
 
 
-def ray_processes() -> list[int]:
-    return pids_where(lambda c: "mileage-ray-" in c or ("ray" in c and ("raylet" in c or "gcs_server" in c)))
+def ray_processes(repo: Path) -> list[int]:
+    """Live processes of the Ray heads this trial's runs started (their temp dirs, named in the train log), so
+    another pipeline's Ray on the same machine is not counted."""
+    log = repo / "results" / "demo" / "logs" / "train.log"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    temp_dirs = set(re.findall(r"temp dir (\S+)", text))
+    return pids_where(lambda c: any(t in c for t in temp_dirs))
 
 
 def wait_for(what, timeout_s: float = 900, poll_s: float = 0.2):
@@ -202,7 +208,8 @@ def two_snakemakes(repo, log):
 def _kill_during(repo, log, script):
     assert run(repo, log, *TARGETS[:3]) == 0  # the metrics first; then the rule whose script is `script`
     proc = start(repo, log)
-    wait_for(lambda: pids_where(lambda c: script in c and str(repo) not in c or script in c), 600, 0.05)
+    # Snakemake runs a rule's script as .snakemake/scripts/tmpXXXX.<script> inside the repository
+    wait_for(lambda: pids_where(lambda c: str(repo) in c and c.endswith(script) or f".{script} " in c and str(repo) in c), 600, 0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     run(repo, log, "--unlock")
@@ -231,7 +238,7 @@ def trial(name: str, workdir: Path, reference: Path, expected: dict) -> dict:
         rerun = run(repo, log)
     except Exception as exc:  # a fault we could not even inject counts as lost
         note, rerun = f"{type(exc).__name__}: {exc}", -1
-    left = [*trainers(repo), *ray_processes()]
+    left = [*trainers(repo), *ray_processes(repo)]
     got = outputs(repo) if rerun == 0 else None
     if got is not None and got == expected and not left:
         verdict = "recovered identically"
