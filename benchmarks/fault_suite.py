@@ -19,7 +19,6 @@ mounts a tmpfs as results_dir (needs root, as here); without mount rights it run
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -35,22 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pipeline_helpers import SNAKEMAKE, copy_repo, edit_config  # noqa: E402
 from test_exact_resume_e2e import TARGETS, shorten  # noqa: E402
-from test_exact_resume_e2e import outputs as exact_outputs  # noqa: E402
-
-# What a rerun may change in the compared outputs: the summary's provenance (wall time per stage, GPU-hours, the
-# git state of a scratch copy) describes the attempt, not the result.
-ATTEMPT_FIELDS = ("wall_seconds", "gpu_hours", "git_commit", "git_dirty")
-
-
-def outputs(repo: Path) -> dict[str, bytes]:
-    got = exact_outputs(repo)
-    for rel, data in got.items():
-        if rel.endswith("summary.json"):
-            summary = json.loads(data)
-            for field in ATTEMPT_FIELDS:
-                summary.get("provenance", {}).pop(field, None)
-            got[rel] = json.dumps(summary, sort_keys=True).encode()
-    return got
+from test_exact_resume_e2e import outputs  # noqa: E402
 
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 

@@ -179,6 +179,19 @@ def scrub(value: Any, environ: Mapping[str, str] | None = None) -> Any:
     return walk(value)
 
 
+# The provenance fields that describe an attempt (how long it took, the checkout it ran from) rather than its
+# result: a resumed or rerun run differs from an uninterrupted one only in these.
+ATTEMPT_FIELDS = ("wall_seconds", "gpu_hours", "git_commit", "git_dirty")
+
+
+def result_view(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """`summary` without its attempt fields: what two runs of the same configuration must agree on exactly."""
+    view = copy.deepcopy(dict(summary))
+    for field in ATTEMPT_FIELDS:
+        view.get("provenance", {}).pop(field, None)
+    return view
+
+
 def collect(
     exp: Mapping[str, Any],
     *,
