@@ -2,10 +2,83 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+import scipy.stats
+from rliable.metrics import probability_of_improvement as rliable_probability_of_improvement
 
-from mileage.evaluation.paired import PairingError, check_paired, paired_test, seed_interval
+from mileage.evaluation.paired import (
+    PairingError,
+    check_paired,
+    paired_test,
+    paired_tests,
+    probability_of_improvement,
+    seed_interval,
+)
+
+
+def one_call_reference(a, b, n_resamples=9999, seed=0):
+    """The slow reference: one scipy bootstrap, one scipy sign-flip test and rliable's own probability of
+    improvement per pair, as paired_test first computed them."""
+    a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
+    diff = (b - a).mean(axis=0)
+    if diff.size == 1:
+        low = high = float(diff.mean())
+        p_value = 1.0
+    else:
+        rng = np.random.Generator(np.random.PCG64(seed))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            boot = scipy.stats.bootstrap((diff,), np.mean, n_resamples=n_resamples, vectorized=True,
+                                         method="percentile", rng=rng)
+            flip = scipy.stats.permutation_test((diff,), np.mean, permutation_type="samples", vectorized=True,
+                                                n_resamples=n_resamples, alternative="two-sided", rng=rng)
+        low, high = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
+        p_value = float(flip.pvalue)
+    return {"estimate": float(diff.mean()), "ci95": [low, high], "p_value": p_value,
+            "prob_improvement": float(rliable_probability_of_improvement(b, a)), "n_problems": int(a.shape[1])}
+
+
+def random_pairs(rng, count):
+    """Continuous and k/16-valued scores (ties), 1-3 seeds, sizes that take scipy's exact and random sign-flip
+    paths, and some pairs with no difference."""
+    pairs = []
+    for i in range(count):
+        seeds, problems = int(rng.integers(1, 4)), int(rng.choice([1, 2, 5, 13, 14, 30]))
+        if i % 2:
+            a, b = rng.integers(0, 17, (seeds, problems)) / 16, rng.integers(0, 17, (seeds, problems)) / 16
+        else:
+            a = rng.random((seeds, problems))
+            b = a + rng.normal(0.05, 0.2, (seeds, problems))
+        pairs.append((a, a.copy() if i % 7 == 0 else b))
+    return pairs
+
+
+def test_batched_tests_give_exactly_what_one_call_per_pair_gives():
+    pairs = random_pairs(np.random.default_rng(11), 40)
+    assert paired_tests(pairs) == [one_call_reference(a, b) for a, b in pairs]
+    a, b = pairs[3]
+    assert paired_test(a, b, seed=4, n_resamples=999) == one_call_reference(a, b, seed=4, n_resamples=999)
+
+
+def test_probability_of_improvement_is_rliables_number_for_number():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        runs_x, runs_y, tasks = (int(v) for v in rng.integers(1, 5, 3))
+        x, y = rng.integers(0, 5, (runs_x, tasks)) / 4, rng.integers(0, 5, (runs_y, tasks)) / 4
+        if rng.random() < 0.1:
+            y = x.copy() if runs_x == runs_y else y
+        assert probability_of_improvement(x, y) == float(rliable_probability_of_improvement(x, y))
+    x = rng.random((3, 8))
+    assert probability_of_improvement(x, x + 1) == 0.0 and probability_of_improvement(x + 1, x) == 1.0
+
+
+def test_a_pair_that_does_not_pair_is_refused_before_any_test():
+    with pytest.raises(PairingError, match=r"shapes \(1, 3\) and \(1, 4\)"):
+        paired_tests([(np.zeros(5), np.ones(5)), (np.zeros(3), np.zeros(4))])
+    assert paired_tests([]) == []
 
 
 def test_a_clear_gain_is_significant_with_an_interval_around_it():

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.stats
 
 from mileage.evaluation.answers import free_answer_correct, group_equivalent
-from mileage.evaluation.paired import PairingError, check_paired, paired_test
+from mileage.evaluation.paired import PairingError, check_paired, paired_tests
 
 DEFAULT_REWARD = "deepscaler"  # the schema's default rollout.reward
 
@@ -177,9 +177,10 @@ def paired_block(base: dict[str, Any], final: dict[str, Any], *, n_resamples: in
     """summary.json's `paired`: final minus base per headline metric over the same problems (paired_test)."""
     check_paired([r["problem_id"] for r in base["per_problem"]], [r["problem_id"] for r in final["per_problem"]],
                  "the base and final evaluations")
-    return {name: paired_test(per_problem_scores(base["per_problem"], name),
-                              per_problem_scores(final["per_problem"], name), n_resamples=n_resamples, seed=seed)
-            for name in headline_metrics(int(final["k"]))}
+    names = headline_metrics(int(final["k"]))
+    pairs = [(per_problem_scores(base["per_problem"], n), per_problem_scores(final["per_problem"], n)) for n in names]
+    tests = paired_tests(pairs, n_resamples=n_resamples, seed=seed)
+    return dict(zip(names, tests))
 
 
 def summarize(records: list[dict], k: int | None = None, n_boot: int = 1000, seed: int = 0,
