@@ -147,6 +147,15 @@ class Layout:
         return f"{self.results}/cache/base-eval/{key}.samples.jsonl"
 
 
+# ---- evaluation sets ------------------------------------------------------------------------------------------
+
+def eval_set_view(exp: dict, name: str) -> dict:
+    """`exp` as if its evaluation set `name` (one of `data.extra_eval`) were `data.eval`: what that set's evaluation
+    and summary rules read, so they are the single-set rules' work on another dataset."""
+    sets = {data["name"]: data for data in exp["data"]["extra_eval"]}
+    return {**exp, "data": {**exp["data"], "eval": sets[name], "extra_eval": []}}
+
+
 # ---- replicates -----------------------------------------------------------------------------------------------
 
 def replicate_name(experiment: str, seed: int) -> str:

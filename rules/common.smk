@@ -54,6 +54,11 @@ PATHS = {
 EXP_NAMES = sorted(EXPERIMENTS)
 # What the comparison lists (a replicated experiment once, by its aggregate); colours follow this order.
 TOP_NAMES = sorted(DECLARED)
+# The other evaluation sets of each run and experiment (data.extra_eval), by name.
+EVAL_SETS = {
+    name: [data["name"] for data in exp["data"]["extra_eval"]]
+    for name, exp in [*EXPERIMENTS.items(), *DECLARED.items()]
+}
 COLOR_INDEX = {name: TOP_NAMES.index(DECLARED_OF.get(name, name)) for name in [*EXP_NAMES, *REPLICATED]}
 
 
@@ -123,11 +128,17 @@ def exp_container(w):
 wildcard_constraints:
     exp=names_regex(EXP_NAMES),
     agg=names_regex(REPLICATED),
+    set=names_regex(sorted({s for sets in EVAL_SETS.values() for s in sets})),
 
 
 def path_of(key):
     """An input function: the path `key` of the experiment named by the wildcards."""
     return lambda wildcards: PATHS[wildcards.exp][key]
+
+
+def set_summaries_of(exp):
+    """{set: summary.json} of the other evaluation sets of run or aggregate `exp` (data.extra_eval)."""
+    return {s: f"{R}/{exp}/eval/{s}/summary.json" for s in EVAL_SETS[exp]}
 
 
 def gpus_of(wildcards):
@@ -142,7 +153,12 @@ def cluster_of(what):
 def base_eval_exp(key):
     """An experiment whose base evaluation is the shared one `key` (they share model, data and eval settings)."""
     path = f"{R}/cache/base-eval/{key}.samples.jsonl"
-    return EXPERIMENTS[next(n for n in EXP_NAMES if PATHS[n]["base_eval"] == path)]
+    return EXPERIMENTS[next(n for n in EXP_NAMES if path in base_evals_of(n))]
+
+
+def base_evals_of(name):
+    """The shared base evaluations run `name` reads: data.eval's and each other evaluation set's."""
+    return [PATHS[name]["base_eval"], *(s["base_eval"] for s in PATHS[name]["eval_sets"].values())]
 
 
 def all_targets():
@@ -152,6 +168,7 @@ def all_targets():
             f"{R}/{name}/metrics/{kind}.tsv"
             for kind in ("rollout", "train", "perf", "eval")
         ]
+        targets += [f"{R}/{name}/eval/{s}/summary.json" for s in EVAL_SETS[name]]
         targets += [
             f"{R}/{name}/report/summary.json",
             f"{R}/{name}/report/report.md",

@@ -77,3 +77,63 @@ rule summarize:
         summary=params_of("summarize"),
     script:
         "../scripts/summarize.py"
+
+
+# More evaluation sets (data.extra_eval, from a data.eval list): each evaluated, summarised and plotted like
+# data.eval, under results/<exp>/eval/<set>/ (data.eval keeps results/<exp>/eval/ and report/summary.json).
+
+
+rule base_samples_set:
+    input:
+        lambda w: PATHS[w.exp]["eval_sets"][w.set]["base_eval"],
+    output:
+        f"{R}/{{exp}}/eval/{{set}}/base.samples.jsonl",
+    log:
+        f"{R}/{{exp}}/logs/base_samples-{{set}}.log",
+    localrule: True
+    conda:
+        ENV_ANALYSIS
+    shell:
+        "cp {input:q} {output:q} 2> {log:q}"
+
+
+rule eval_final_set:
+    input:
+        unpack(lambda w: PATHS[w.exp]["eval_sets"][w.set]["final_eval_inputs"]),
+    output:
+        f"{R}/{{exp}}/eval/{{set}}/final.samples.jsonl",
+    log:
+        f"{R}/{{exp}}/logs/eval_final-{{set}}.log",
+    conda:
+        exp_env
+    container:
+        exp_container
+    resources:
+        gpu=gpus_of,
+        runtime=cluster_of("eval_runtime_minutes"),
+        mem_mb=cluster_of("mem_mb"),
+        cpus_per_task=cluster_of("cpus_per_task"),
+    params:
+        evaluation=lambda w: stage_params.eval_set_params(
+            "eval_final", w.exp, EXPERIMENTS[w.exp], w.set, CFG, LAYOUT
+        ),
+    script:
+        "../scripts/evaluate.py"
+
+
+rule summarize_set:
+    input:
+        base=f"{R}/{{exp}}/eval/{{set}}/base.samples.jsonl",
+        final=f"{R}/{{exp}}/eval/{{set}}/final.samples.jsonl",
+    output:
+        f"{R}/{{exp}}/eval/{{set}}/summary.json",
+    log:
+        f"{R}/{{exp}}/logs/summarize-{{set}}.log",
+    conda:
+        ENV_ANALYSIS
+    params:
+        summary=lambda w: stage_params.eval_set_params(
+            "summarize", w.exp, EXPERIMENTS[w.exp], w.set, CFG, LAYOUT
+        ),
+    script:
+        "../scripts/summarize.py"

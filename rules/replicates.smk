@@ -9,10 +9,12 @@ rule aggregate:
             f"{R}/{run}/metrics/{kind}.tsv"
             for run in REPLICATED[w.agg]["runs"]
             for kind in ("rollout", "train", "perf", "eval")
-        ],
+        ]
+        + [f"{R}/{run}/eval/{s}/summary.json" for run in REPLICATED[w.agg]["runs"] for s in EVAL_SETS[w.agg]],
     output:
         summary=f"{R}/{{agg}}/report/summary.json",
         tables=[f"{R}/{{agg}}/metrics/{kind}.tsv" for kind in ("rollout", "train", "perf", "eval")],
+        sets=directory(f"{R}/{{agg}}/eval"),
         report=report(
             f"{R}/{{agg}}/report/report.md",
             caption="../report/report.rst",
@@ -32,6 +34,7 @@ rule aggregate:
         seeds=lambda w: REPLICATED[w.agg]["seeds"],
         runs=lambda w: [f"{R}/{run}" for run in REPLICATED[w.agg]["runs"]],
         color_index=lambda w: COLOR_INDEX[w.agg],
+        sets=lambda w: EVAL_SETS[w.agg],
         aggregate=lambda w: {
             stage: stage_params.rule_params(stage, w.agg, DECLARED[w.agg], CFG, LAYOUT)
             for stage in ("summarize", "report", "plots")

@@ -5,6 +5,7 @@ rule report:
     input:
         summary=f"{R}/{{exp}}/report/summary.json",
         metrics=f"{R}/{{exp}}/metrics/rollout.tsv",
+        sets=lambda w: list(set_summaries_of(w.exp).values()),
     output:
         f"{R}/{{exp}}/report/report.md",
         # The same report as one HTML page: Snakemake's report shows HTML inline, Markdown only as a download.
@@ -21,6 +22,7 @@ rule report:
         ENV_ANALYSIS
     params:
         report=params_of("report"),
+        sets=lambda w: set_summaries_of(w.exp),
     script:
         "../scripts/report.py"
 
@@ -33,6 +35,7 @@ rule plots:
             kind=("rollout", "train", "perf", "eval"),
         ),
         eval_samples=f"{R}/{{exp}}/train/eval_samples.jsonl",
+        sets=lambda w: list(set_summaries_of(w.exp).values()),
     output:
         report(
             directory(f"{R}/{{exp}}/report/figures"),
@@ -47,6 +50,7 @@ rule plots:
     params:
         plots=params_of("plots"),
         color_index=lambda w: COLOR_INDEX[w.exp],
+        sets=lambda w: set_summaries_of(w.exp),
     script:
         "../scripts/plots.py"
 

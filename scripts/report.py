@@ -6,4 +6,5 @@ from mileage.stages.report import report
 
 with logged(snakemake.log[0]):
     metrics_dir = str(Path(snakemake.input.metrics).parent)
-    report(snakemake.input.summary, metrics_dir, snakemake.output[0], snakemake.params.report)
+    report(snakemake.input.summary, metrics_dir, snakemake.output[0], snakemake.params.report,
+           set_summaries=snakemake.params.sets)

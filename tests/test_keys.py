@@ -217,6 +217,8 @@ def test_the_report_rules_read_exactly_their_declared_keys(tmp_path, monkeypatch
     monkeypatch.setattr(report, "write_report", lambda *a: None)
     monkeypatch.setattr(report, "plot_training", lambda *a, **kw: [])
     monkeypatch.setattr(report, "plot_summary", lambda *a, **kw: [])
+    monkeypatch.setattr(report, "summary_figures", lambda *a, **kw: [])
+    monkeypatch.setattr(report, "base_points", lambda summary: {})
     builds = {
         "summarize": lambda p: evaluate.summarize(p, "b", "f", str(tmp_path / "s.json")),
         "report": lambda p: report.report("s", "m", str(tmp_path / "r.md"), p),

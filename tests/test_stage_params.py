@@ -67,8 +67,13 @@ def test_miles_settings_do_not_reach_a_local_training_run():
                      "data": {"train": {"source": "demo"}, "eval": {"source": "demo"}}})
     edited = copy.deepcopy(local)
     edited["miles"]["sglang"]["mem_fraction_static"] = 0.5
-    edited["tracking"]["wandb"] = True
     assert params("train", edited) == params("train", local)
+    # The local engine has trackers (TensorBoard, W&B): tracking reaches it, but a run continues across the edit.
+    from mileage.keys import identity_of
+
+    edited["tracking"]["wandb"] = True
+    assert params("train", edited) != params("train", local)
+    assert identity_of(params("train", edited)) == identity_of(params("train", local))
 
 
 BLOCK = """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mileage.engines import engine_of
 from mileage.keys import stage_params
-from mileage.layout import Layout
+from mileage.layout import Layout, eval_set_view
 
 
 def experiment_paths(layout: Layout, name: str, exp: dict, config: dict, declared: dict | None = None) -> dict:
@@ -34,7 +34,27 @@ def experiment_paths(layout: Layout, name: str, exp: dict, config: dict, declare
         exp["engine"], rule_params("eval_base", None, declared or exp, config, layout), base_inputs,
         exp["resources"]["gpus"],
     )
+    # More evaluation sets (data.extra_eval): each evaluated like data.eval, on its own data (eval_set_view);
+    # training evaluates them too (inputs eval_data_<i>, i as in the data.eval list).
+    paths["eval_sets"] = {}
+    for i, data in enumerate(exp["data"]["extra_eval"], start=1):
+        view = eval_set_view(exp, data["name"])
+        eval_data = layout.dataset(view, "eval")
+        paths["train_inputs"][f"eval_data_{i}"] = eval_data
+        paths["eval_sets"][data["name"]] = {
+            "final_eval_inputs": {**paths["final_eval_inputs"], "data": eval_data},
+            "base_eval": layout.base_eval(
+                exp["engine"], rule_params("eval_base", None, eval_set_view(declared or exp, data["name"]), config,
+                                           layout),
+                {**model, "data": eval_data}, exp["resources"]["gpus"],
+            ),
+        }
     return paths
+
+
+def eval_set_params(stage: str, name: str, exp: dict, eval_set: str, config: dict, layout: Layout) -> dict:
+    """The params of rule `stage` (eval_final, summarize) for evaluation set `eval_set` of experiment `name`."""
+    return rule_params(stage, name, eval_set_view(exp, eval_set), config, layout)
 
 
 def rule_params(stage: str, name: str | None, exp: dict, config: dict, layout: Layout) -> dict:

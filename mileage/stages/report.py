@@ -21,11 +21,49 @@ def metric_tables(events: str, outdir: str) -> None:
     print(f"mileage: wrote {', '.join(str(p) for p in written.values())}")
 
 
-def report(summary: str, metrics_dir: str, out: str, params: dict) -> None:
-    """`params`: the report rule's keys (mileage.keys); an empty title means "<experiment> on <eval dataset>"."""
+def report(summary: str, metrics_dir: str, out: str, params: dict, set_summaries: dict | None = None) -> None:
+    """`params`: the report rule's keys (mileage.keys); an empty title means "<experiment> on <eval dataset>".
+    `set_summaries`: {name: summary.json} of the other evaluation sets (data.extra_eval), a section each."""
     title = params["report"]["title"] or f"{params['name']} on {params['data']['eval']['name']}"
     figures = [f"figures/{name}.png" for name in FIGURES if "png" in params["plots"]["formats"]]
-    write_report(load_summary(summary), metrics_dir, out, [str(Path(out).parent / f) for f in figures], title)
+    data = load_summary(summary)
+    write_report(data, metrics_dir, out, [str(Path(out).parent / f) for f in figures], title)
+    note, sets = replicates_note(data), eval_sets_section(set_summaries or {}, params["plots"]["formats"])
+    if note or sets:
+        from mileage.atomic import write_text
+
+        text = Path(out).read_text(encoding="utf-8")
+        if note:  # under the header, before the first section
+            head, sep, rest = text.partition("\n## ")
+            text = head.rstrip("\n") + "\n\n" + "\n".join(note) + "\n" + sep + rest
+        write_text(out, text.rstrip("\n") + "\n" + "\n".join(sets) + ("\n" if sets else ""))
+
+
+def replicates_note(summary: dict) -> list[str]:
+    """What the numbers of an aggregate over replicate seeds are (its tables read like one run's)."""
+    seeds = summary.get("seeds")
+    if not seeds or "per_seed" not in summary:
+        return []
+    avg = f"avg@{summary['k']}"
+    per_seed = ", ".join(f"seed {s}: {summary['per_seed'][str(s)]['final'][avg]:.3f}" for s in seeds)
+    return [
+        f"**Replicates**: {len(seeds)} seeds ({', '.join(map(str, seeds))}), each in `seeds/<n>/` with its own report.",
+        "Here the final scores are the mean over seeds with a 95% Student-t interval across seeds (not over problems);",
+        "base is the one shared base model's evaluation (bootstrap over problems); Δ is paired over problems x seeds.",
+        f"Final avg@{summary['k']} per seed: {per_seed}.",
+    ]
+
+
+def eval_sets_section(set_summaries: dict, formats: list) -> list[str]:
+    from mileage.report.markdown import scores_table
+
+    lines: list[str] = []
+    for name, path in set_summaries.items():
+        data = load_summary(path)
+        lines += ["", f"## Evaluation set `{name}`", "", *scores_table(data), ""]
+        if "png" in formats:
+            lines += [f"![pass@k on {name}](figures/pass_at_k_{name}.png)", ""]
+    return lines
 
 
 def base_points(summary: dict) -> dict[str, tuple]:
@@ -37,34 +75,42 @@ def base_points(summary: dict) -> dict[str, tuple]:
     return {summary["dataset"]: (entry["value"], low, high)}
 
 
-def summary_figures(data: dict, outdir: Path, style: dict, color_index: int) -> list[Path]:
-    """pass@k and the final-scores figure (base in grey, final in the experiment's colour) of one summary."""
+def summary_figures(data: dict, outdir: Path, style: dict, color_index: int, suffix: str = "") -> list[Path]:
+    """pass@k and the final-scores figure (base in grey, final in the experiment's colour) of one summary, named
+    `pass_at_k<suffix>`, `final_scores<suffix>`."""
     from mileage.report.plots import experiment_color, final_score_points, plot_final_scores
     from mileage.report.style import resolve_style
 
     color = experiment_color(resolve_style(style), color_index)
-    written = plot_summary(data, outdir, style, color_index=color_index)
+    written = plot_summary(data, outdir, style, color_index=color_index, name=f"pass_at_k{suffix}")
     seeds = data.get("seeds") or []
     note = f"95% CI across {len(seeds)} seeds (final)" if len(seeds) > 1 else "95% bootstrap CI over problems"
     entries = [("base", "0.55", final_score_points(data, "base")), ("final", color, final_score_points(data))]
-    return written + plot_final_scores(entries, outdir, style, note=note)
+    return written + plot_final_scores(entries, outdir, style, name=f"final_scores{suffix}", note=note)
 
 
 def figures(summary: str, metrics_dir: str | list, outdir: str, params: dict, color_index: int = 0,
-            eval_samples: str | None = None) -> None:
+            eval_samples: str | None = None, set_summaries: dict | None = None) -> None:
     """`params`: the plots rule's keys. The in-training eval's samples per prompt (`eval.n_samples_per_prompt`)
     label the eval figure; it is not the summary's k, which counts the stand-alone base/final evaluations.
     `metrics_dir`: a list for replicate seeds (mean and across-seed interval); `eval_samples`: one run's in-training
-    eval records (its eval error bars); `color_index`: the experiment's place in the experiments' order."""
+    eval records (its eval error bars); `color_index`: the experiment's place in the experiments' order;
+    `set_summaries`: {name: summary.json} of the other evaluation sets (their base points, pass@k and scores)."""
     style, eval_k = params["plots"], params["eval"]["n_samples_per_prompt"]
     data = load_summary(summary)
+    sets = {name: load_summary(path) for name, path in (set_summaries or {}).items()}
     samples = None
     if eval_samples and Path(eval_samples).stat().st_size:
         samples = [dict(r) for r in iter_jsonl_rows(eval_samples)]
+    base = base_points(data)
+    for other in sets.values():
+        base.update(base_points(other))
     with atomic_dir(outdir) as tmp:
         written = plot_training(metrics_dir, tmp, style, eval_k=eval_k, color_index=color_index,
-                                base=base_points(data), eval_samples=samples)
+                                base=base, eval_samples=samples)
         written += summary_figures(data, tmp, style, color_index)
+        for name, other in sets.items():
+            written += summary_figures(other, tmp, style, color_index, suffix=f"_{name}")
     print(f"mileage: {len(written)} figure files in {outdir}")
 
 
@@ -75,7 +121,7 @@ def iter_jsonl_rows(path: str):
 
 
 def aggregate(name: str, seeds: list[int], run_dirs: list[str], outdir: str, params: dict,
-              color_index: int = 0) -> None:
+              color_index: int = 0, eval_sets: list[str] = ()) -> None:
     """The aggregate of an experiment's replicate seeds in `outdir` (results/<exp>): report/summary.json
     (mileage.evaluation.replicates), metrics/*.tsv (the across-seed mean per step, which the comparison reads as
     one experiment's), report/figures (mean and 95% interval across seeds) and report/report.md.
@@ -97,11 +143,19 @@ def aggregate(name: str, seeds: list[int], run_dirs: list[str], outdir: str, par
         steps = {int(row[0]): {c: v for c, v in zip(mean.columns[1:], row[1:]) if v == v}
                  for row in mean.itertuples(index=False)}
         write_text(out / "metrics" / f"{kind}.tsv", table_text(kind, steps))
+    # The other evaluation sets, aggregated alike (results/<exp>/eval/<set>/summary.json).
+    set_summaries = {}
+    (out / "eval").mkdir(parents=True, exist_ok=True)
+    for eval_set in eval_sets:
+        per_seed = [load_summary(Path(d) / "eval" / eval_set / "summary.json") for d in run_dirs]
+        set_summaries[eval_set] = str(out / "eval" / eval_set / "summary.json")
+        write_json(set_summaries[eval_set], aggregate_summaries(
+            name, seeds, per_seed, n_resamples=summarize["bootstrap_samples"], seed=summarize["bootstrap_seed"]))
     write_json(out / "report" / "summary.json", document)
     figures(str(out / "report" / "summary.json"), [str(Path(d) / "metrics") for d in run_dirs],
-            str(out / "report" / "figures"), params["plots"], color_index=color_index)
+            str(out / "report" / "figures"), params["plots"], color_index=color_index, set_summaries=set_summaries)
     report(str(out / "report" / "summary.json"), str(out / "metrics"), str(out / "report" / "report.md"),
-           params["report"])
+           params["report"], set_summaries=set_summaries)
     interval = document["final"]["metrics"][f"avg@{document['k']}"]
     print(f"mileage: {name}: final avg@{document['k']} over seeds {seeds} = {interval['value']:.3f} "
           f"(95% CI across seeds {interval['ci95']})")

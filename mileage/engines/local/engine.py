@@ -16,7 +16,7 @@ from mileage.paths import absolute, final_model, model_dir
 # What each stage of this engine reads (mileage.keys derives params and the resume identity from it).
 READS = {
     "train": (
-        "engine", "seed", "rollout_seed", "data.apply_chat_template", "data.eval.name",
+        "engine", "seed", "rollout_seed", "data.apply_chat_template", "data.eval.name", "data.extra_eval",
         "rollout", "train", "eval", "resources.device", "resources.gpus", "ray", "tracking",
     ),
     "eval_base": ("engine", "data.apply_chat_template", "rollout.reward", "resources.device", "base_eval"),
@@ -34,7 +34,9 @@ def job_spec(train: Mapping[str, Any], inputs: Mapping[str, str], run_dir: Path)
         "model_path": absolute(model_dir(inputs["model"])),
         "train_data": absolute(inputs["train_data"]),
         "eval_data": (
-            {"name": train["data"]["eval"]["name"], "path": absolute(inputs["eval_data"])}
+            [{"name": train["data"]["eval"]["name"], "path": absolute(inputs["eval_data"])}]
+            + [{"name": data["name"], "path": absolute(inputs[f"eval_data_{i}"])}
+               for i, data in enumerate(train["data"]["extra_eval"], start=1)]
             if train["eval"]["interval"] else None
         ),
         "run_dir": absolute(run_dir),

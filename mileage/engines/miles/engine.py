@@ -48,7 +48,7 @@ FSDP_ONLY_KEYS = ("miles.fsdp",)
 # the memory plan sizes.
 READS = {
     "train": (
-        "engine", "seed", "rollout_seed", "data.apply_chat_template", "data.eval.name",
+        "engine", "seed", "rollout_seed", "data.apply_chat_template", "data.eval.name", "data.extra_eval",
         "rollout", "train", "eval", "resources.gpus", "ray", "tracking", *MILES_JOB_KEYS,
     ),
     "eval_base": (
@@ -99,7 +99,11 @@ def miles_paths(params: Mapping[str, Any], inputs: Mapping[str, str], run_dir: P
         ref_load=hf if _backend(params) == "fsdp" else absolute(Path(inputs["torch_dist"]).parent),
         run_dir=absolute(run_dir / "checkpoints"),
         prompt_data=absolute(inputs["train_data"]),
-        eval_data=[(params["data"]["eval"]["name"], absolute(inputs["eval_data"]))],
+        # Every evaluation set, as miles' --eval-prompt-data NAME PATH pairs; the eval rules' params hold only their
+        # own set (data.extra_eval is not theirs to read: .get), training's all of data.extra_eval.
+        eval_data=[(params["data"]["eval"]["name"], absolute(inputs["eval_data"]))]
+        + [(data["name"], absolute(inputs[f"eval_data_{i}"]))
+           for i, data in enumerate(params["data"].get("extra_eval", []), start=1)],
         tensorboard_dir=absolute(run_dir / "tensorboard"),
         debug_event_dir=absolute(run_dir / "debug_events"),
         eval_samples_dir=absolute(run_dir / "eval_samples"),
