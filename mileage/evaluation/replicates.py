@@ -84,7 +84,13 @@ def aggregate_summaries(experiment: str, seeds: Sequence[int], summaries: Sequen
         final = np.array([per_problem_scores(s["final"], name) for s in summaries])
         base = np.tile(per_problem_scores(first["base"], name), (len(summaries), 1))  # one shared base model
         paired[name] = paired_test(base, final, **paired_kw)
+    provenance = {}
+    if "provenance" in first:  # what ran: the replicates share code, config and data; each seed's stage times
+        provenance = {"provenance": {**first["provenance"], "seeds": list(seeds),
+                                     "per_seed_wall_seconds": {str(seed): s.get("provenance", {}).get("wall_seconds")
+                                                               for seed, s in zip(seeds, summaries)}}}
     return {
+        **provenance,
         "experiment": experiment,
         "dataset": first["dataset"],
         "k": first["k"],
@@ -92,6 +98,7 @@ def aggregate_summaries(experiment: str, seeds: Sequence[int], summaries: Sequen
         "base": first["base"],
         "final": {
             "n_problems": first["final"]["n_problems"],
+            "n_samples": sum(int(s["final"].get("n_samples", 0)) for s in summaries),
             "k": first["final"]["k"],
             "n_seeds": len(seeds),
             "metrics": metrics,
