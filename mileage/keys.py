@@ -24,7 +24,7 @@ CONFIG_SECTIONS = ("report", "plots")
 # are keyed by these values through mileage.layout, so an edit elsewhere never rebuilds them.
 SHARED_READS: dict[str, tuple[str, ...]] = {
     "summarize": ("data.eval.name", "rollout.reward", "report.bootstrap_samples", "report.bootstrap_seed"),
-    "report": ("data.eval.name", "report.title", "plots.formats"),
+    "report": ("label", "data.eval.name", "report.title", "plots.formats"),
     "plots": ("plots", "eval.n_samples_per_prompt"),
     "compare": ("plots", "eval.n_samples_per_prompt"),
     "dataset": ("data.train", "data.eval"),

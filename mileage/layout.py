@@ -175,7 +175,8 @@ def expand_replicates(experiments: dict[str, dict]) -> tuple[dict[str, dict], di
             continue
         members = []
         for seed in exp["seeds"]:
-            run = {**exp, "seed": seed, "rollout_seed": seed, "seeds": None}
+            run = {**exp, "seed": seed, "rollout_seed": seed, "seeds": None,
+                   "label": f"{exp.get('label') or name} (seed {seed})"}
             runs[replicate_name(name, seed)] = run
             members.append(replicate_name(name, seed))
         replicated[name] = {"seeds": list(exp["seeds"]), "runs": members}

@@ -22,9 +22,9 @@ def metric_tables(events: str, outdir: str) -> None:
 
 
 def report(summary: str, metrics_dir: str, out: str, params: dict, set_summaries: dict | None = None) -> None:
-    """`params`: the report rule's keys (mileage.keys); an empty title means "<experiment> on <eval dataset>".
+    """`params`: the report rule's keys (mileage.keys); an empty title means "<label or experiment> on <eval dataset>".
     `set_summaries`: {name: summary.json} of the other evaluation sets (data.extra_eval), a section each."""
-    title = params["report"]["title"] or f"{params['name']} on {params['data']['eval']['name']}"
+    title = params["report"]["title"] or f"{params['label'] or params['name']} on {params['data']['eval']['name']}"
     figures = [f"figures/{name}.png" for name in FIGURES if "png" in params["plots"]["formats"]]
     data = load_summary(summary)
     write_report(data, metrics_dir, out, [str(Path(out).parent / f) for f in figures], title)
@@ -169,9 +169,9 @@ def compare(experiments: dict, scores: str, figures_dir: str, style: dict, eval_
         compare_experiments({name: Path(path) for name, path in experiments.items()}, tmp, style, eval_ks)
         with atomic_dir(figures_dir) as figs:
             for file in Path(tmp).iterdir():
-                if file.suffix not in (".tsv", ".md", ".tex"):
+                if file.suffix not in (".tsv", ".md", ".tex", ".html"):
                     shutil.copy2(file, figs / file.name)
         # Tables beside `scores`, the declared `scores` itself last.
-        for name in ("paired.tsv", "final_scores.tex", "final_scores.md", "final_scores.tsv"):
+        for name in ("paired.tsv", "final_scores.tex", "final_scores.md", "final_scores.html", "final_scores.tsv"):
             shutil.copy2(Path(tmp) / name, outdir / f".{name}.tmp")
             (outdir / f".{name}.tmp").replace(outdir / name)
