@@ -40,7 +40,7 @@ rule plots:
         report(
             directory(f"{R}/{{exp}}/report/figures"),
             patterns=["{name}.png"],
-            caption="../report/figures.rst",
+            caption="../report/figures.rst",  # one caption per figure, chosen by its {name}
             category="{exp}",
         ),
     log:
@@ -59,10 +59,22 @@ rule compare:
     input:
         summaries=expand(f"{R}/{{exp}}/report/summary.json", exp=TOP_NAMES),
         tables=expand(f"{R}/{{exp}}/metrics/rollout.tsv", exp=TOP_NAMES),
+        # The paired tests read every seed's own summary of a replicated experiment.
+        seed_summaries=[
+            f"{R}/{run}/report/summary.json"
+            for name in REPLICATED
+            for run in REPLICATED[name]["runs"]
+        ],
     output:
         scores=report(
             f"{R}/compare/final_scores.tsv",
             caption="../report/compare.rst",
+            category="compare",
+        ),
+        # The tables as one page: Snakemake's report shows HTML inline, TSV and Markdown only as downloads.
+        scores_html=report(
+            f"{R}/compare/final_scores.html",
+            caption="../report/compare_tables.rst",
             category="compare",
         ),
         figures=report(

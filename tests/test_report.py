@@ -245,9 +245,11 @@ def test_compare_one_experiment_without_training_curves(tmp_path: Path) -> None:
     for tsv in (exp / "metrics").iterdir():
         tsv.unlink()  # evaluated but never trained: no curves at all
     written = compare_experiments({"only": exp}, tmp_path / "compare", None)
-    assert sorted(p.name for p in written) == ["final_scores.md", "final_scores.tex", "final_scores.tsv",
-                                               "paired.tsv"]
+    assert sorted(p.name for p in written) == ["final_scores.html", "final_scores.md", "final_scores.tex",
+                                               "final_scores.tsv", "paired.tsv"]
     assert len(read_scores(tmp_path / "compare" / "final_scores.tsv")) == 1
+    page = (tmp_path / "compare" / "final_scores.html").read_text()  # the tables as a page for snakemake --report
+    assert page.startswith("<!DOCTYPE html>") and "<table>" in page and "<td><code>only</code></td>" in page
 
 
 def test_compare_needs_each_summary_and_some_experiment(tmp_path: Path) -> None:

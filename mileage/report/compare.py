@@ -22,7 +22,7 @@ from mileage.atomic import write_text
 from mileage.evaluation.paired import PairingError, check_paired, paired_scores, paired_tests
 from mileage.evaluation.stats import StatsError, headline_metrics, per_problem_scores
 from mileage.report import latex
-from mileage.report.markdown import MISSING, format_ci, format_percent
+from mileage.report.markdown import MISSING, format_ci, format_percent, report_html
 from mileage.report.plots import (
     draw_raw_and_smoothed,
     eval_score_columns,
@@ -261,7 +261,7 @@ def compare_experiments(
 
     `experiments` maps a name to its results directory (`<dir>/metrics/*.tsv`, `<dir>/report/summary.json`).
     Files go straight into `outdir` (the `results/compare/` directory): `reward.*`, `eval.*`,
-    `final_scores.tsv`, `final_scores.md`.
+    `final_scores.tsv`, `final_scores.md`, `final_scores.html`, `final_scores.tex`, `paired.tsv`.
     """
     if not experiments:
         raise CompareError("compare_experiments: no experiments given")
@@ -287,10 +287,12 @@ def compare_experiments(
     write_text(outdir / "paired.tsv", scores_tsv(pairs) if pairs else "\t".join(PAIRED_COLUMNS) + "\n")
     write_text(outdir / "final_scores.tex", final_scores_latex(names, summaries))
     write_text(outdir / "final_scores.tsv", scores_tsv(rows))
-    write_text(outdir / "final_scores.md",
-               scores_markdown(rows, summaries) + "\n" + "\n".join(paired_markdown(pairs, refusals)) + "\n")
+    tables_md = scores_markdown(rows, summaries) + "\n" + "\n".join(paired_markdown(pairs, refusals)) + "\n"
+    write_text(outdir / "final_scores.md", tables_md)
+    # The same tables as a page of their own: Snakemake's report shows HTML inline, TSV and Markdown as downloads.
+    write_text(outdir / "final_scores.html", report_html(tables_md, outdir, "Final scores and paired differences"))
     written += [outdir / "paired.tsv", outdir / "final_scores.tex", outdir / "final_scores.tsv",
-                outdir / "final_scores.md"]
+                outdir / "final_scores.md", outdir / "final_scores.html"]
     return written
 
 
