@@ -15,8 +15,10 @@ rule aggregate:
         summary=f"{R}/{{agg}}/report/summary.json",
         tables=[f"{R}/{{agg}}/metrics/{kind}.tsv" for kind in ("rollout", "train", "perf", "eval")],
         sets=directory(f"{R}/{{agg}}/eval"),
-        report=report(
-            f"{R}/{{agg}}/report/report.md",
+        report=f"{R}/{{agg}}/report/report.md",
+        # The same report as one HTML page: Snakemake's report shows HTML inline, Markdown only as a download.
+        html=report(
+            f"{R}/{{agg}}/report/report.html",
             caption="../report/report.rst",
             category="{agg}",
         ),
