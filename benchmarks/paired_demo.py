@@ -46,7 +46,7 @@ CAPTIONS = {
     "loss.png": "Training statistics of",
     "response_length.png": "Mean response length of",
     "step_time.png": "Time per training step of",
-    "pass_at_k.png": "Unbiased pass@j",
+    "pass_at_k.png": "Unbiased pass",  # docutils writes @ as &#64;
     "final_scores.png": "Final scores of",
     "report.html": "AIME-style report of experiment",
     "final_scores.html": "tables as one page",
