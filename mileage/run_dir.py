@@ -9,23 +9,18 @@
   makes): start afresh, the old run kept aside, saying why.
 - Otherwise resume from the newest checkpoint (or start, if there is none).
 
-One writer at a time: whoever writes a run directory (the trainer; the train rule while it plans) holds an
-exclusive flock on its `trainer.lock`, so a second trainer (a second Snakemake elsewhere, a stale job) stops with
-an error naming the holder's pid instead of writing the same checkpoints. The kernel drops the lock when its
-holder dies, however it dies: a stale lock file means nothing.
+One writer at a time (mileage.run_lock): the train rule plans under the run directory's lock, and the training
+job holds it for its whole life.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Mapping
 
 from mileage.atomic import write_json
 from mileage.config import fingerprint
@@ -33,35 +28,7 @@ from mileage.engines.contract import Checkpoint, Engine
 from mileage.keys import identity_of
 from mileage.layout import cache_relative
 from mileage.metrics.events import MetricEvent, rollout_id_of
-
-
-LOCK_NAME = "trainer.lock"
-
-
-class RunDirLocked(RuntimeError):
-    """Another process writes this run directory."""
-
-
-@contextlib.contextmanager
-def run_dir_lock(run_dir: str | Path, holder: str) -> Iterator[None]:
-    """Hold the run directory's lock (non-blocking); RunDirLocked names the pid that holds it."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "a process that wrote no pid"
-            raise RunDirLocked(
-                f"the run directory {run_dir} is in use: {other} holds {run_dir / LOCK_NAME}. Two trainings must "
-                "not write one run; wait for it to end (or stop it) and run again"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} ({holder}) since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the flock
+from mileage.run_lock import LOCK_NAME, RunDirLocked, run_dir_lock  # noqa: F401 (RunDirLocked: for callers)
 
 
 def _has_content(run_dir: Path) -> bool:

@@ -116,6 +116,29 @@ def test_a_second_writer_of_a_run_directory_is_refused_naming_the_holder(tmp_pat
         holder.kill()
 
 
+def test_a_training_job_holds_its_run_directory_for_its_whole_life(tmp_path):
+    """Whatever the engine, the lifeline takes the run directory's lock before the job starts and keeps it."""
+    started = tmp_path / "started"
+    job = [sys.executable, "-c", f"import pathlib, time; pathlib.Path({str(started)!r}).touch(); time.sleep(120)"]
+    first = subprocess.Popen([sys.executable, "-m", "mileage.launch.lifeline", "--lock", str(tmp_path), "--", *job])
+    try:
+        deadline = time.time() + 60
+        while not started.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert started.exists()
+        with pytest.raises(RunDirLocked, match=f"pid {first.pid} \\(the training job"):
+            with run_dir_lock(tmp_path, "the train rule, planning"):
+                pass
+        started.unlink()
+        second = subprocess.run([sys.executable, "-m", "mileage.launch.lifeline", "--lock", str(tmp_path), "--", *job],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and not started.exists()  # refused before its command started
+        assert f"not starting the job: the run directory {tmp_path} is in use: pid {first.pid}" in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+
+
 # ---- a job dies with what started it ------------------------------------------------------------------------------
 
 def wait_gone(pid: int, timeout_s: float = 15) -> bool:
@@ -157,8 +180,8 @@ def test_the_job_dies_when_what_started_it_is_killed(victim):
         lifeline_pid = _stat(job)[0]
         wrapper = _stat(lifeline_pid)[0]
         target = {"wrapper": wrapper, "ancestor": outer.pid, "lifeline": lifeline_pid}[victim]
+        assert "time.sleep" in _cmdline(job)  # the sleeper itself (checked before the kill: PDEATHSIG is instant)
         os.kill(target, signal.SIGKILL)
-        assert "time.sleep" in _cmdline(job)
         assert wait_gone(job), f"the job outlived its {victim}"
     finally:
         try:

@@ -10,6 +10,8 @@ leave the trainer running with nobody to report to, racing the next attempt on t
   polls them. When one is gone, it says which, and kills CMD and all CMD's descendants (SIGTERM, SIGKILL after
   a grace period).
 - CMD gets PR_SET_PDEATHSIG = SIGKILL: if the lifeline itself is SIGKILLed, the kernel kills CMD.
+- With `--lock RUN_DIR` it holds the run directory's lock (mileage.run_lock) while CMD runs, whatever the engine:
+  a second training of the same run directory stops at once, naming this one's pid, before CMD starts.
 - CMD stays in the job's process group, so Ray's own stop (SIGTERM to the group, SIGKILL after 3 s) reaches it as
   before; the lifeline then exits with CMD's status.
 
@@ -115,7 +117,20 @@ def _note(message: str) -> None:
     print(f"[mileage lifeline] {message}", file=sys.stderr, flush=True)
 
 
-def run(cmd: list[str]) -> int:
+def run(cmd: list[str], lock: str | None = None) -> int:
+    if lock is None:
+        return _supervise(cmd)
+    from mileage.run_lock import RunDirLocked, run_dir_lock
+
+    try:
+        with run_dir_lock(lock, f"the training job {os.path.basename(cmd[0])}, under its lifeline"):
+            return _supervise(cmd)
+    except RunDirLocked as err:
+        _note(f"not starting the job: {err}")
+        return 1
+
+
+def _supervise(cmd: list[str]) -> int:
     if not sys.platform.startswith("linux"):
         return subprocess.call(cmd)
     watched = ancestors()
@@ -144,12 +159,15 @@ def run(cmd: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    lock = None
+    if argv[:1] == ["--lock"] and len(argv) > 1:
+        lock, argv = argv[1], argv[2:]
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
-        print("usage: python -m mileage.launch.lifeline -- CMD [ARGS...]", file=sys.stderr)
+        print("usage: python -m mileage.launch.lifeline [--lock RUN_DIR] -- CMD [ARGS...]", file=sys.stderr)
         return 2
-    return run(argv)
+    return run(argv, lock)
 
 
 if __name__ == "__main__":

@@ -123,12 +123,14 @@ def masked_runtime_env(runtime_env: Mapping) -> dict:
     return shown
 
 
-def lifeline(entrypoint: Sequence[str]) -> list[str]:
+def lifeline(entrypoint: Sequence[str], lock_dir: str | os.PathLike | None = None) -> list[str]:
     """`entrypoint` under `mileage.launch.lifeline`, run by the entrypoint's own Python when it starts with one
-    (e.g. miles' interpreter, which finds mileage on its PYTHONPATH), else by ours."""
+    (e.g. miles' interpreter, which finds mileage on its PYTHONPATH), else by ours; holding `lock_dir`'s run
+    directory lock while it runs, when given."""
     first = os.path.basename(entrypoint[0])
     python = entrypoint[0] if first.startswith("python") else sys.executable
-    return [python, "-m", "mileage.launch.lifeline", "--", *entrypoint]
+    lock = ["--lock", os.path.abspath(lock_dir)] if lock_dir is not None else []
+    return [python, "-m", "mileage.launch.lifeline", *lock, "--", *entrypoint]
 
 
 def new_job_id(prefix: str) -> str:
@@ -331,8 +333,10 @@ def run_job(
     job_id_prefix: str,
     tail_lines: int = 40,
     metadata: dict | None = None,
+    lock_dir: Path | None = None,
 ) -> None:
     """Submit `entrypoint` as a Ray job at `address`, stream its output into `log_path` and stdout.
+    With `lock_dir`, the job holds that run directory's lock (mileage.run_lock) for as long as it runs.
 
     Returns when the job SUCCEEDED; raises RayJobFailed (job id, status, Ray's message, last
     `tail_lines` lines) when it ended FAILED or STOPPED; on SIGINT/SIGTERM stops the job and
@@ -352,7 +356,7 @@ def run_job(
         )
     secrets = secret_env_values(env_vars) + secret_env_values(os.environ) + secret_argv_values(entrypoint)
     job_id = new_job_id(job_id_prefix)
-    command = shlex.join(lifeline(entrypoint))
+    command = shlex.join(lifeline(entrypoint, lock_dir))
 
     sink = _JobLog(log_path, secrets, tail_lines)
     received: list[str] = []

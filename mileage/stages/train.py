@@ -39,6 +39,7 @@ def run_training(train: dict, inputs: dict, outputs: dict, run_dir: str) -> None
                 run / "job.log",
                 job_id_prefix=f"mileage-{train['name']}".replace("/", "-"),  # a replicate: <exp>/seeds/<n>
                 metadata={"experiment": train["name"], "state": plan.state},
+                lock_dir=run,  # the job holds the run directory for its whole life, whatever the engine
             )
         checkpoint = checkpoint_at(engine, train, run, num_rollout)
     final, last = engine.final_model(train, inputs, run, checkpoint)

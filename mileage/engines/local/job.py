@@ -25,14 +25,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from mileage.engines.local.checkpoints import set_aside_unusable
     from mileage.engines.local.grpo import load_spec, run_grpo
-    from mileage.run_dir import run_dir_lock
 
     spec = load_spec(argv[0])
     run_dir = Path(spec["run_dir"])
-    # One trainer per run directory (a second one fails here, naming the first's pid), held until we exit.
-    with run_dir_lock(run_dir, "the local engine's trainer"):
-        set_aside_unusable(run_dir / "checkpoints")  # a checkpoint cut short or corrupted: resume from the one before
-        final = run_grpo(spec)
+    # One trainer per run directory: the lifeline around this job holds its lock (mileage.run_lock).
+    set_aside_unusable(run_dir / "checkpoints")  # a checkpoint cut short or corrupted: resume from the one before
+    final = run_grpo(spec)
     print(f"[mileage] final model: {final}", flush=True)
     return 0
 
