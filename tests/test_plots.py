@@ -364,7 +364,6 @@ def test_every_experiment_keeps_its_colour(tmp_path: Path, monkeypatch) -> None:
 
     style = resolve_style({})
     assert [experiment_color(style, i) for i in range(4)] == palette_colors(style, 4)
-    figures = capture_figures(monkeypatch)
     import mileage.report.plots as plots_module
 
     seen = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,7 +137,13 @@ def test_two_seed_demo_end_to_end(tmp_path):
         demo["train"].update(save_interval=2)
         demo["eval"].update(interval=1)
         demo["warm_start"].update(n_examples=512)
+        demo["eval"].update(n_samples_per_prompt=2)
+        demo["base_eval"].update(n_samples_per_prompt=4)
+        demo["final_eval"].update(n_samples_per_prompt=4)
         demo["data"]["eval"]["demo"].update(n_problems=8)
+        # A second evaluation set, evaluated and aggregated under its own name.
+        demo["data"]["eval"] = [demo["data"]["eval"], {"name": "sub", "source": "demo",
+                                                       "demo": {"n_problems": 4, "seed": 3, "operations": ["-"]}}]
     edit_config(repo, short)
     snakemake(repo, timeout=1800)
     results = repo / "results" / "demo"
@@ -157,8 +162,15 @@ def test_two_seed_demo_end_to_end(tmp_path):
     for name in ("reward", "eval", "final_scores", "pass_at_k"):
         assert (results / "report" / "figures" / f"{name}.png").is_file(), name
     assert (results / "report" / "report.md").is_file() and (results / "metrics" / "rollout.tsv").is_file()
+    sub = json.loads((results / "eval" / "sub" / "summary.json").read_text())
+    assert sub["dataset"] == "sub" and sub["seeds"] == [1, 2] and sub["final"]["n_problems"] == 4
+    assert (results / "report" / "figures" / "pass_at_k_sub.png").is_file()
+    assert "## Evaluation set `sub`" in (results / "report" / "report.md").read_text()
+    eval_table = (results / "seeds" / "1" / "metrics" / "eval.tsv").read_text().splitlines()[0].split("\t")
+    assert "eval/arith" in eval_table and "eval/sub" in eval_table  # both sets evaluated in training
+    assert list((results / "seeds" / "1" / "run" / "tensorboard").glob("*tfevents*"))
     # The two seeds trained separately (their own run dirs), from one shared base evaluation.
     assert (results / "seeds" / "1" / "run").is_dir() and (results / "seeds" / "2" / "run").is_dir()
-    assert len(list((repo / "results" / "cache" / "base-eval").glob("*.samples.jsonl"))) == 1
+    assert len(list((repo / "results" / "cache" / "base-eval").glob("*.samples.jsonl"))) == 2  # one per eval set
     assert (repo / "results" / "compare" / "final_scores.tsv").read_text().count("\ndemo\t") == 1
     assert planned_jobs(repo) == {}

@@ -181,7 +181,8 @@ def _series(runs: list[dict[str, pd.DataFrame]], kind: str, column: str) -> list
     return [s for s in (metric_series(tables[kind], column) for tables in runs) if not s.empty]
 
 
-def _band_legend(ax: Axes, color: Any, n_seeds: int, handles_first: list[Any] | None = None) -> None:
+def _band_legend(ax: Axes, color: Any, n_seeds: int) -> None:
+    """The axes' legend with the band's entry added: what the band is (the across-seed interval)."""
     from matplotlib.patches import Patch
 
     handles, labels = ax.get_legend_handles_labels()
