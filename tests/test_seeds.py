@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mileage.config import ConfigError, ExperimentResolver
+from mileage.config import ConfigError, ExperimentResolver, fingerprint
 from mileage.evaluation.replicates import ReplicateError, aggregate_summaries
 from mileage.evaluation.stats import summary_document
 from mileage.layout import Layout, expand_replicates, replicate_name
@@ -55,8 +55,11 @@ def test_replicates_differ_only_in_their_seeds_and_share_the_demo_model():
     assert len(models) == 1 and len(layout.demo_models) == 1 and len(layout.warm_models) == 1
     # The single-seed demo keeps its cache keys: the demo model is keyed by model.demo.seed (1234 = `seed` today).
     single = Layout(results="results", base_dir=ROOT)
-    single.start_model(resolve_all()["demo"])
+    demo = resolve_all()["demo"]
+    single.start_model(demo)
     assert set(single.demo_models) == set(layout.demo_models)
+    shape = {k: v for k, v in demo["model"]["demo"].items() if k != "seed"}
+    assert set(single.demo_models) == {f"demo-{fingerprint({'shape': shape, 'seed': demo['seed']})}"}  # as before
     assert replicate_name("demo", 2) == "demo/seeds/2"
 
 
