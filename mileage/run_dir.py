@@ -9,6 +9,9 @@
   makes): start afresh, the old run kept aside, saying why.
 - Otherwise resume from the newest checkpoint (or start, if there is none).
 
+Before the checkpoints are read, the engine sets aside unusable newest ones (Engine.set_aside_unusable: cut short,
+truncated or unreadable weights), saying so: the plan and the job go on from the newest verified checkpoint.
+
 One writer at a time (mileage.run_lock): the train rule plans under the run directory's lock, and the training
 job holds it for its whole life.
 """
@@ -111,6 +114,8 @@ def _plan_run(run_dir: Path, identity: dict, engine: Engine, train: Mapping, log
         _set_aside(run_dir, f"the training configuration changed ({', '.join(changed) or 'unknown'})", log)
         return _start(run_dir, digest, identity)
     num_rollout = train["rollout"]["num_rollout"]
+    # A newest checkpoint cut short or corrupted is set aside first: the plan (and the job) use the one before.
+    engine.set_aside_unusable(train, run_dir, log)
     checkpoints = engine.checkpoints(train, run_dir)
     at_target = [c for c in checkpoints if c.rollouts == num_rollout]
     trained = checkpoints[-1].rollouts if checkpoints else 0

@@ -17,7 +17,7 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from mileage.jsonl import iter_jsonl
 from mileage.metrics.events import MetricEvent
@@ -108,6 +108,10 @@ class Engine(ABC):
     @abstractmethod
     def checkpoints(self, train: Mapping[str, Any], run_dir: Path) -> list[Checkpoint]:
         """The run's complete checkpoints, ascending by rollouts trained."""
+
+    def set_aside_unusable(self, train: Mapping[str, Any], run_dir: Path, log: Callable[[str], None]) -> None:
+        """Before a (re)start: set aside the unusable newest checkpoints (cut short, truncated, unreadable; their
+        weights verified) so that the job resumes from the newest verified one, saying so through `log`."""
 
     @abstractmethod
     def collect_events(self, run_dir: Path) -> list[MetricEvent]:

@@ -4,7 +4,9 @@ It accepts exactly the flags miles' parser accepts (the shipped flag lists, plus
 --eval-sglang-* / --router-* flags), fails like argparse on anything else, checks what miles checks
 (required flags, the batch identity), then fakes a run with miles' outputs: metric log lines with Ray actor
 prefixes (`step` lines twice), TensorBoard scalars in $TENSORBOARD_DIR, debug-event JSONL, the eval hook
-called with Sample-like objects, and checkpoints with the tracker file. Rewards rise slowly.
+called with Sample-like objects, and checkpoints with the tracker file: real torch.distributed.checkpoint
+directories (saves.py), read back on resume, so a truncated shard fails the run as it fails miles. Rewards rise
+slowly.
 FAKE_MILES_DIE_AT=<rollout> makes it die at the start of that rollout (resume tests);
 FAKE_MILES_ARGV_LOG=<file> appends each invocation's argv there as one JSON line (what the pipeline really ran),
 with the CUDA_DEVICE_MAX_CONNECTIONS of this process. `--train-backend fsdp` parses with FSDP's parser and saves
@@ -28,6 +30,7 @@ PID = os.getpid()
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the stand-in `miles` package next to this file
 from miles.utils.arguments import parse_args, usage_error  # noqa: E402
+from saves import load_save, save  # noqa: E402
 
 
 def one(args, flag: str, default=None, kind=str):
@@ -103,36 +106,6 @@ def tracker(ckpt_dir: str | None) -> str | None:
         return None
     path = Path(ckpt_dir) / "latest_checkpointed_iteration.txt"
     return path.read_text().strip() if path.is_file() else None
-
-
-def save(save_dir: str, rollout_id: int, debug_dir: str | None, backend: str = "megatron",
-         save_optim: bool = True) -> None:
-    """Megatron: iter_<rollout id>/ and the tracker with the rollout id. FSDP (mileage/engines/miles/checkpoints.py
-    says where the layout was read): iter_<rollout id + 1>/{model,optimizer,lr_scheduler}/, rng_rank_0.pt,
-    meta.json, and the tracker with rollout id + 1."""
-    iteration = rollout_id + 1 if backend == "fsdp" else rollout_id
-    it = Path(save_dir) / f"iter_{iteration:07d}"
-    it.mkdir(parents=True, exist_ok=True)
-    if backend == "fsdp":
-        (it / "model").mkdir(exist_ok=True)
-        (it / "model" / "weights.json").write_text(json.dumps({"rollouts_trained": iteration, "fake": True}))
-        if save_optim:
-            for part in ("optimizer", "lr_scheduler"):
-                (it / part).mkdir(exist_ok=True)
-                (it / part / ".metadata").write_bytes(b"fake")
-        (it / "rng_rank_0.pt").write_bytes(b"fake")
-        (it / "meta.json").write_text(json.dumps({"iteration": iteration, "rollout_id": rollout_id,
-                                                  "next_rollout_id": rollout_id + 1}))
-    else:
-        (it / "metadata.json").write_text(json.dumps({"iteration": rollout_id, "fake": True}))
-    if debug_dir and Path(debug_dir).is_dir():  # miles snapshots the debug-event dir into each checkpoint
-        shutil.copytree(debug_dir, it / "debug_event_data", dirs_exist_ok=True)
-    state = Path(save_dir) / "rollout"
-    state.mkdir(exist_ok=True)
-    (state / f"global_dataset_state_dict_{rollout_id}.pt").write_bytes(b"fake")
-    tmp = Path(save_dir) / ".latest_checkpointed_iteration.txt.tmp"
-    tmp.write_text(str(iteration))
-    os.replace(tmp, Path(save_dir) / "latest_checkpointed_iteration.txt")  # written last
 
 
 def run_eval(args: dict, rollout_id: int, progress: float, rng: random.Random, sinks: Sinks) -> None:
@@ -237,6 +210,8 @@ def main(argv: list[str]) -> int:
               "skipping optimizer load.", flush=True)
     print(f"({trainer} pid={PID}) [{stamp()}] checkpoint.py:88 - loading {source}, start rollout {start}",
           flush=True)
+    if saved not in (None, "release"):
+        load_save(load, int(saved), backend, "--no-load-optim" not in args)
     sinks = Sinks(debug_dir)
     die_at = os.environ.get("FAKE_MILES_DIE_AT")
     rng = random.Random(seed * 1000 + start)

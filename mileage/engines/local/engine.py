@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from mileage.atomic import write_json
 from mileage.engines.contract import Checkpoint, DoctorNeeds, Engine
 from mileage.engines.local.checkpoints import complete_checkpoints, export_model
+from mileage.engines.local.checkpoints import set_aside_unusable as set_aside_checkpoints
 from mileage.metrics.events import MetricEvent, collapse_events, read_events
 from mileage.paths import absolute, final_model, model_dir
 
@@ -78,6 +79,9 @@ class LocalEngine(Engine):
         steps = train["train"]["num_steps_per_rollout"]
         return [Checkpoint(step // steps, path) for step, path in complete_checkpoints(run_dir / "checkpoints")
                 if step % steps == 0]
+
+    def set_aside_unusable(self, train, run_dir, log):
+        set_aside_checkpoints(run_dir / "checkpoints", log)  # verified by each checkpoint's manifest (checkpoints.py)
 
     def collect_events(self, run_dir: Path) -> list[MetricEvent]:
         return collapse_events(read_events(run_dir / "events.jsonl", allow_partial_last_line=True))

@@ -23,13 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from pathlib import Path
 
-    from mileage.engines.local.checkpoints import set_aside_unusable
     from mileage.engines.local.grpo import load_spec, run_grpo
 
     spec = load_spec(argv[0])
     run_dir = Path(spec["run_dir"])
-    # One trainer per run directory: the lifeline around this job holds its lock (mileage.run_lock).
-    set_aside_unusable(run_dir / "checkpoints")  # a checkpoint cut short or corrupted: resume from the one before
+    # One trainer per run directory: the lifeline around this job holds its lock (mileage.run_lock). An unusable
+    # newest checkpoint was set aside by the train rule's plan (Engine.set_aside_unusable), under that lock.
     final = run_grpo(spec)
     print(f"[mileage] final model: {final}", flush=True)
     return 0

@@ -10,13 +10,30 @@ radixark/miles in the code index, not checked at v0.1.0): a save after rollout i
 `rng_rank_<rank>.pt` and `meta.json`, then the tracker with r + 1 (the number of rollouts trained, which is also
 the rollout a resumed run starts with). A load reads the tracker's iteration, always the model, and the optimizer,
 scheduler and RNG state where their files exist. The HF export reads `iter_N/model` (tools/convert_fsdp_to_hf.py).
+
+Verification (before a (re)start, `set_aside_unusable`): the tracker is written after the save's files, but not
+after they reached the disk intact, so a save can be tracked and still be cut short (a full disk, a node lost while
+the page cache was flushed, a copy cut off). Both layouts are torch.distributed.checkpoint (DCP) directories: a
+`.metadata` (written last, by the coordinator) whose storage_data records, for every item, its shard file, offset
+and length. A save is usable when each of its DCP directories has a readable `.metadata` and every shard it names
+is at least as long as the items in it reach (DCP has no digests: a same-length overwrite is not seen), plus the
+files a load reads first: Megatron's `metadata.json` (dist-checkpointing's config: which backend) and `common.pt`
+(the non-sharded state), FSDP's `model/`. An unusable tracked save is renamed `iter_N.unusable-<time>` (kept, not
+deleted) and the tracker pointed at the newest older save that verifies, or removed (a fresh start). Directories
+past the tracker (cut off before it) are left: miles writes over them. The Megatron data-loader state files
+(`rollout/global_dataset_state_dict_<id>.pt`) are keyed by rollout id and stay.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
+import time
 from pathlib import Path
+from typing import Callable
+
+from mileage.atomic import write_text
 
 TRACKER = "latest_checkpointed_iteration.txt"
 RELEASE = "release"
@@ -98,3 +115,105 @@ def iteration_of(path: str | os.PathLike) -> int | None:
     if name.startswith("iter_") and name[5:].isdigit():
         return int(name[5:])
     return None
+
+
+# ---- verification before a (re)start (see the module doc) -----------------------------------------------------------
+
+DCP_METADATA = ".metadata"
+MEGATRON_FILES = ("metadata.json", "common.pt")  # what Megatron's load reads before the shards
+FSDP_STATE = ("optimizer", "lr_scheduler")  # DCP directories an FSDP load reads where they exist
+Log = Callable[[str], None]
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def dcp_problem(directory: Path) -> str | None:
+    """Why the torch.distributed.checkpoint directory `directory` is not whole, or None: its `.metadata` missing or
+    unreadable, or a shard it names missing or shorter than the items it records in it."""
+    where = directory.name
+    if not (directory / DCP_METADATA).is_file():
+        return f"{where}/{DCP_METADATA} is missing (the save did not finish)"
+    from torch.distributed.checkpoint import FileSystemReader
+
+    try:
+        metadata = FileSystemReader(str(directory)).read_metadata()
+        ends: dict[str, int] = {}
+        for info in (metadata.storage_data or {}).values():
+            ends[info.relative_path] = max(ends.get(info.relative_path, 0), info.offset + info.length)
+    except Exception as exc:  # noqa: BLE001 (a damaged pickle raises anything: EOFError, UnpicklingError, ...)
+        return f"{where}/{DCP_METADATA} is unreadable ({exc.__class__.__name__}: {exc})"
+    for name, end in sorted(ends.items()):
+        shard = directory / name
+        if not shard.is_file():
+            return f"{where}/{name} is missing"
+        size = shard.stat().st_size
+        if size < end:
+            return f"{where}/{name} is truncated ({size} bytes; its {DCP_METADATA} needs {end})"
+    return None
+
+
+def save_problem(save: Path, backend: str = "megatron") -> str | None:
+    """Why the save `save` (an iter_NNNNNNN directory) cannot be resumed from, or None (see the module doc)."""
+    if not save.is_dir():
+        return "the directory is missing"
+    if backend == "fsdp":
+        if not (save / FSDP_MODEL).is_dir():
+            return f"{FSDP_MODEL}/ is missing"
+        parts = [save / FSDP_MODEL] + [save / part for part in FSDP_STATE if (save / part).exists()]
+    else:
+        for name in MEGATRON_FILES:
+            if not (save / name).is_file():
+                return f"{name} is missing"
+        parts = [save]
+    for part in parts:
+        problem = dcp_problem(part)
+        if problem:
+            return problem
+    return None
+
+
+def _aside(save: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, n = save.with_name(f"{save.name}.unusable-{stamp}"), 1
+    while aside.exists():  # two set-asides within a second
+        aside, n = save.with_name(f"{save.name}.unusable-{stamp}-{n}"), n + 1
+    return aside
+
+
+def set_aside_unusable(ckpt_dir: str | os.PathLike, backend: str = "megatron", log: Log = _note) -> None:
+    """Verify the tracker's save; when it is unusable, point the tracker at the newest older save that verifies
+    (or remove it: a fresh start) and rename each unusable one newer than that to `iter_N.unusable-<time>`, saying
+    so. The tracker moves first: a set-aside cut off halfway leaves a save past the tracker, which miles ignores."""
+    root = Path(ckpt_dir)
+    content = read_tracker(root)
+    if content is None or content == RELEASE or not content.isdigit():
+        return  # nothing saved yet, a conversion, or a tracker latest_iteration refuses (naming it)
+    tracked = int(content)
+    older = sorted((i for child in root.glob("iter_*") if (i := iteration_of(child)) is not None
+                    and i < tracked and child.is_dir()), reverse=True)
+    bad: list[tuple[Path, str]] = []
+    resume = None
+    for iteration in [tracked, *older]:
+        problem = save_problem(iter_dir(root, iteration), backend)
+        if problem is None:
+            resume = iteration
+            break
+        bad.append((iter_dir(root, iteration), problem))
+    if not bad:
+        return
+    if resume is None:
+        (root / TRACKER).unlink()
+        instead = "no earlier save verifies: starting afresh (rollout 0)"
+    else:
+        write_text(root / TRACKER, str(resume))
+        instead = f"resuming from {iter_dir(root, resume).name} (after {rollouts_trained(resume, backend)} rollouts)"
+    for save, problem in bad:
+        kept = ""
+        if save.is_dir():
+            aside = _aside(save)
+            save.rename(aside)
+            kept = f"; kept as {aside.name}"
+        log(f"mileage: checkpoint {save} is not usable ({problem}){kept}")
+    log(f"mileage: the newest checkpoint in {root} was truncated or unreadable: {instead}")

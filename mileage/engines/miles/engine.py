@@ -229,6 +229,9 @@ class MilesEngine(Engine):
                 found.append(Checkpoint(ckpt.rollouts_trained(iteration, _backend(train)), child))
         return sorted(found, key=lambda c: c.rollouts)
 
+    def set_aside_unusable(self, train, run_dir, log):
+        ckpt.set_aside_unusable(run_dir / "checkpoints", _backend(train), log)  # DCP shards checked (checkpoints.py)
+
     def collect_events(self, run_dir: Path) -> list[MetricEvent]:
         from mileage.metrics.debug_events import read_debug_events
         from mileage.metrics.tensorboard_events import read_tensorboard_dir
