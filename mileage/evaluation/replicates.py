@@ -4,46 +4,25 @@ Each replicate's summary holds its final evaluation and the base evaluation they
 run). The aggregate keeps a single summary's shape (`experiment`, `dataset`, `k`, `base`, `final`, so the report
 and the comparison read it as any summary) where `final.metrics` is the across-seed mean with a 95% Student-t
 interval across seeds (mileage.evaluation.paired.seed_interval), and adds `seeds`, `per_seed` (each seed's final
-scores) and `paired`: final minus base over problems x seeds (paired_test), per metric.
+scores) and `paired`: final minus base over problems x seeds (paired_tests), per headline metric (stats.headline_metrics).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Sequence
 
 import numpy as np
 
-from mileage.evaluation.paired import PairingError, check_paired, paired_test, seed_interval
-from mileage.evaluation.stats import pass_at_j
-
-_PASS = re.compile(r"^pass@(\d+)$")
+from mileage.evaluation.paired import PairingError, check_paired, paired_tests, seed_interval
+from mileage.evaluation.stats import StatsError, headline_metrics, per_problem_scores
 
 
 class ReplicateError(ValueError):
     """Replicate summaries that cannot be aggregated (different datasets, k or problems)."""
 
 
-def per_problem_scores(side: dict[str, Any], metric: str) -> np.ndarray:
-    """Metric `metric` (avg@k, pass@j, maj@k) of every problem of one side of a summary, in row order."""
-    rows = side["per_problem"]
-    if metric.startswith("avg@"):
-        return np.array([float(r["mean_reward"]) for r in rows])
-    if metric.startswith("maj@"):
-        return np.array([1.0 if r["majority_correct"] else 0.0 for r in rows])
-    match = _PASS.match(metric)
-    if match:
-        j = int(match.group(1))
-        return np.array([pass_at_j(int(r["n"]), int(r["n_correct"]), j) for r in rows])
-    raise ReplicateError(f"no per-problem scores for metric {metric!r}")
-
-
 def _problem_ids(side: dict[str, Any]) -> list[str]:
     return [str(r["problem_id"]) for r in side["per_problem"]]
-
-
-def headline_metrics(k: int) -> tuple[str, ...]:
-    return (f"avg@{k}", "pass@1", f"maj@{k}")
 
 
 def aggregate_summaries(experiment: str, seeds: Sequence[int], summaries: Sequence[dict[str, Any]],
@@ -69,21 +48,26 @@ def aggregate_summaries(experiment: str, seeds: Sequence[int], summaries: Sequen
         interval = seed_interval(values)
         metrics[name] = {"value": interval["mean"], "ci95": interval["ci95"], "std": interval["std"],
                          "per_seed": values, "interval": "95% Student-t across seeds"}
-    by_seed = np.array([per_problem_scores(s["final"], f"avg@{first['k']}") for s in summaries])
     rows = [s["final"]["per_problem"] for s in summaries]
-    per_problem = [  # correct/n summed over the seeds, the mean reward averaged, each seed's kept
-        {"problem_id": pid, "label": rows[0][i].get("label"), "n": sum(int(r[i]["n"]) for r in rows),
-         "n_correct": sum(int(r[i]["n_correct"]) for r in rows), "mean_reward": float(by_seed[:, i].mean()),
-         "by_seed": [float(v) for v in by_seed[:, i]]}
-        for i, pid in enumerate(_problem_ids(first["final"]))
-    ]
-    paired = {}
+    by_seed = np.array([per_problem_scores(r, f"avg@{first['k']}") for r in rows])
+    per_problem = []  # counts summed over the seeds, the mean reward averaged, each seed's kept
+    for i, pid in enumerate(_problem_ids(first["final"])):
+        row = {"problem_id": pid, "label": rows[0][i].get("label"), "mean_reward": float(by_seed[:, i].mean()),
+               "by_seed": [float(v) for v in by_seed[:, i]]}
+        for count in ("n", "n_correct", "n_answer_correct", "n_formatted"):
+            if all(count in r[i] for r in rows):
+                row[count] = sum(int(r[i][count]) for r in rows)
+        per_problem.append(row)
+    names, pairs = [], []
     for name in headline_metrics(int(first["k"])):
-        if name not in first["final"]["metrics"]:
-            continue
-        final = np.array([per_problem_scores(s["final"], name) for s in summaries])
-        base = np.tile(per_problem_scores(first["base"], name), (len(summaries), 1))  # one shared base model
-        paired[name] = paired_test(base, final, **paired_kw)
+        try:
+            final = np.array([per_problem_scores(r, name) for r in rows])
+            base = np.tile(per_problem_scores(first["base"]["per_problem"], name), (len(rows), 1))  # one base model
+        except StatsError:
+            continue  # a metric older summaries lack
+        names.append(name)
+        pairs.append((base, final))
+    paired = dict(zip(names, paired_tests(pairs, **paired_kw)))
     provenance = {}
     if "provenance" in first:  # what ran: the replicates share code, config and data; each seed's stage times
         provenance = {"provenance": {**first["provenance"], "seeds": list(seeds),
