@@ -503,10 +503,12 @@ def _interval_note(summary: dict[str, Any]) -> str:
 
 
 def final_score_points(summary: dict[str, Any], side: str = "final") -> list[tuple[str, float, float | None, float | None]]:
-    """(metric, value, low, high) of the headline metrics (avg@k, pass@1, maj@k) of one side of a summary."""
-    k = int(summary["k"])
+    """(metric, value, low, high) of the headline metrics (mileage.evaluation.stats.headline_metrics: avg@k, pass@1,
+    pass@k, maj@k, answer_avg@k, format@k) that one side of a summary has."""
+    from mileage.evaluation.stats import headline_metrics
+
     out = []
-    for metric in (f"avg@{k}", "pass@1", f"maj@{k}"):
+    for metric in headline_metrics(int(summary["k"])):
         entry = (summary.get(side) or {}).get("metrics", {}).get(metric)
         if entry is None:
             continue
@@ -525,7 +527,8 @@ def plot_final_scores(entries: list[tuple[str, Any, list[tuple[str, float, Any, 
     if not entries:
         return _skip(name, "no final scores")
     metrics = list(dict.fromkeys(m for _, _, points in entries for m, *_ in points))
-    fig, ax = new_figure({**resolved, "width_in": resolved["page_width_in"]} if len(entries) > 3 else resolved)
+    wide = len(entries) > 3 or len(metrics) > 4  # two columns when one would crowd the labels
+    fig, ax = new_figure({**resolved, "width_in": resolved["page_width_in"]} if wide else resolved)
     width = 0.7 / len(entries)
     for i, (label, color, points) in enumerate(entries):
         offset = (i - (len(entries) - 1) / 2) * width

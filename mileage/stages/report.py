@@ -84,7 +84,8 @@ def summary_figures(data: dict, outdir: Path, style: dict, color_index: int, suf
     color = experiment_color(resolve_style(style), color_index)
     written = plot_summary(data, outdir, style, color_index=color_index, name=f"pass_at_k{suffix}")
     seeds = data.get("seeds") or []
-    note = f"95% CI across {len(seeds)} seeds (final)" if len(seeds) > 1 else "95% bootstrap CI over problems"
+    note = (f"final: 95% CI across {len(seeds)} seeds; base: 95% bootstrap CI" if len(seeds) > 1
+            else "95% bootstrap CI over problems")
     entries = [("base", "0.55", final_score_points(data, "base")), ("final", color, final_score_points(data))]
     return written + plot_final_scores(entries, outdir, style, name=f"final_scores{suffix}", note=note)
 
