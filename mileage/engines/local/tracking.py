@@ -2,6 +2,10 @@
 `rollout/raw_reward`, `train/loss`, `eval/<dataset>`) in `<run_dir>/tensorboard/`, and Weights & Biases when
 `tracking.wandb` is on.
 
+Why not TRL's `report_to="tensorboard"` (transformers' TensorBoardCallback works with the pinned versions): it logs
+the Trainer's own names (`train/loss`, `train/reward`, ...) at optimizer steps; these are the canonical events the
+pipeline keeps, with miles' names and step keys, so a local run's TensorBoard reads like a miles run's.
+
 W&B runs offline (files in `<run_dir>/wandb/`, `wandb sync` uploads them later) unless WANDB_API_KEY is in the
 job's environment: the key only ever comes from there (mileage.secrets passes it to the Ray head only with
 tracking.wandb), never from the spec, argv or logs.
