@@ -48,7 +48,9 @@ EXPERIMENTS, REPLICATED = expand_replicates(DECLARED)
 DECLARED_OF = {run: name for name, group in REPLICATED.items() for run in group["runs"]}
 # Paths of every run, computed once; computing them registers the shared cache entries (replicates share them).
 PATHS = {
-    name: stage_params.experiment_paths(LAYOUT, name, exp, CFG, DECLARED.get(DECLARED_OF.get(name)))
+    name: stage_params.experiment_paths(
+        LAYOUT, name, exp, CFG, DECLARED.get(DECLARED_OF.get(name))
+    )
     for name, exp in EXPERIMENTS.items()
 }
 EXP_NAMES = sorted(EXPERIMENTS)
@@ -59,7 +61,10 @@ EVAL_SETS = {
     name: [data["name"] for data in exp["data"]["extra_eval"]]
     for name, exp in [*EXPERIMENTS.items(), *DECLARED.items()]
 }
-COLOR_INDEX = {name: TOP_NAMES.index(DECLARED_OF.get(name, name)) for name in [*EXP_NAMES, *REPLICATED]}
+COLOR_INDEX = {
+    name: TOP_NAMES.index(DECLARED_OF.get(name, name))
+    for name in [*EXP_NAMES, *REPLICATED]
+}
 
 
 def params_of(stage):
@@ -158,7 +163,10 @@ def base_eval_exp(key):
 
 def base_evals_of(name):
     """The shared base evaluations run `name` reads: data.eval's and each other evaluation set's."""
-    return [PATHS[name]["base_eval"], *(s["base_eval"] for s in PATHS[name]["eval_sets"].values())]
+    return [
+        PATHS[name]["base_eval"],
+        *(s["base_eval"] for s in PATHS[name]["eval_sets"].values()),
+    ]
 
 
 def all_targets():
@@ -175,6 +183,9 @@ def all_targets():
             f"{R}/{name}/report/figures",
         ]
     for name in REPLICATED:
-        targets += [f"{R}/{name}/report/{out}" for out in ("summary.json", "report.md", "figures")]
+        targets += [
+            f"{R}/{name}/report/{out}"
+            for out in ("summary.json", "report.md", "figures")
+        ]
     targets += [f"{R}/compare/final_scores.tsv", f"{R}/compare/figures"]
     return targets

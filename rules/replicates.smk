@@ -4,16 +4,25 @@
 
 rule aggregate:
     input:
-        summaries=lambda w: [f"{R}/{run}/report/summary.json" for run in REPLICATED[w.agg]["runs"]],
+        summaries=lambda w: [
+            f"{R}/{run}/report/summary.json" for run in REPLICATED[w.agg]["runs"]
+        ],
         tables=lambda w: [
             f"{R}/{run}/metrics/{kind}.tsv"
             for run in REPLICATED[w.agg]["runs"]
             for kind in ("rollout", "train", "perf", "eval")
         ]
-        + [f"{R}/{run}/eval/{s}/summary.json" for run in REPLICATED[w.agg]["runs"] for s in EVAL_SETS[w.agg]],
+        + [
+            f"{R}/{run}/eval/{s}/summary.json"
+            for run in REPLICATED[w.agg]["runs"]
+            for s in EVAL_SETS[w.agg]
+        ],
     output:
         summary=f"{R}/{{agg}}/report/summary.json",
-        tables=[f"{R}/{{agg}}/metrics/{kind}.tsv" for kind in ("rollout", "train", "perf", "eval")],
+        tables=[
+            f"{R}/{{agg}}/metrics/{kind}.tsv"
+            for kind in ("rollout", "train", "perf", "eval")
+        ],
         sets=directory(f"{R}/{{agg}}/eval"),
         report=f"{R}/{{agg}}/report/report.md",
         # The same report as one HTML page: Snakemake's report shows HTML inline, Markdown only as a download.
