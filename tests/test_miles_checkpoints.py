@@ -58,7 +58,7 @@ def test_megatron_truncated_newest_shard_is_set_aside_and_the_previous_save_resu
     assert names(root)[0] == "iter_0000001" and names(root)[1].startswith("iter_0000003.unusable-")
     assert len(names(root)) == 2
     text = "\n".join(notes)
-    assert f"{SHARD} is truncated (100 bytes" in text and "iter_0000003" in text
+    assert f"iter_0000003 is not usable ({SHARD} is truncated (100 bytes" in text
     assert "resuming from iter_0000001 (after 2 rollouts)" in text
     assert [(c.rollouts, c.path.name) for c in MILES.checkpoints(train_of("megatron"), root.parent)] == [
         (2, "iter_0000001")]
@@ -110,6 +110,29 @@ def test_whole_saves_and_a_tracker_named_save_that_is_missing(tmp_path):
     ckpt.write_text(root / ckpt.TRACKER, "5")  # e.g. a copy without its last save
     notes = set_aside(root, "megatron")
     assert ckpt.read_tracker(root) == "3" and "iter_0000005" in notes[0] and "directory is missing" in notes[0]
+
+
+def test_a_metadata_naming_a_class_this_environment_lacks_is_not_thrown_away(tmp_path, monkeypatch):
+    """Not evidence of damage: the save is kept and resumed from, saying that it could not be verified."""
+    import pickle
+    import sys
+    import types
+
+    from torch.distributed.checkpoint import FileSystemReader
+
+    root = saved_run(tmp_path, "megatron", [1, 3])
+    newest = root / "iter_0000003"
+    missing = types.ModuleType("not_installed_here")
+    extra = type("Extra", (), {"__module__": "not_installed_here"})
+    missing.Extra = extra
+    monkeypatch.setitem(sys.modules, "not_installed_here", missing)
+    metadata = FileSystemReader(str(newest)).read_metadata()
+    metadata.extra = extra()
+    (newest / ".metadata").write_bytes(pickle.dumps(metadata))
+    monkeypatch.delitem(sys.modules, "not_installed_here")
+    notes = set_aside(root, "megatron")
+    assert ckpt.read_tracker(root) == "3" and names(root) == ["iter_0000001", "iter_0000003"]
+    assert len(notes) == 1 and "cannot verify" in notes[0] and "not_installed_here" in notes[0]
 
 
 @pytest.mark.parametrize("engine", ["local", "miles"])

@@ -3,7 +3,8 @@
 
 In a scratch copy of the repo: a tiny model card, a local HF cache with the tiny model and the two datasets
 (from the shared data fixtures) pinned by a lock file, and one miles experiment. The training job is first
-killed midway (FAKE_MILES_DIE_AT) and the same command then resumes it and runs the rest of the pipeline
+killed midway (FAKE_MILES_DIE_AT), its newest save is then cut short, and the same command resumes it from the
+save before that one (setting the bad one aside, saying so) and runs the rest of the pipeline
 (metrics, base/final eval-only jobs, summary, report, plots, comparison). A second copy asks for a model
 that cannot fit and must stop at the preflight, before any download.
 """
@@ -35,6 +36,7 @@ NUM_ROLLOUT, SAVE_INTERVAL, EVAL_INTERVAL = 6, 2, 2
 ROLLOUT_BATCH, N_SAMPLES, GLOBAL_BATCH = 4, 2, 4  # 2 optimizer steps per rollout
 STEPS_PER_ROLLOUT = ROLLOUT_BATCH * N_SAMPLES // GLOBAL_BATCH
 DIE_AT = 4  # dies at the start of rollout 4, after the save at rollout 3
+RESUMED_AT = DIE_AT - SAVE_INTERVAL  # the save at rollout 3 is then cut short: the rerun resumes after rollout 1
 BASE_K, FINAL_K = 4, 4
 SHAPE = {"hidden_size": 64, "intermediate_size": 128, "num_layers": 2, "num_attention_heads": 4, "num_kv_heads": 2,
          "head_dim": 16, "vocab_size": 1024}
@@ -183,6 +185,11 @@ def pipeline(tmp_path_factory):
         "argv_runs": len(argv_log(repo)),
         "done_exists": (repo / "results" / EXP / "train" / "done.json").exists(),
     }
+    # The newest save's weights cut short after the death (a full disk, a node lost while flushing): the rerun
+    # must see it, keep it aside and resume from the save before it, saying so (the stand-in's load would fail).
+    shard = ckpts / f"iter_{DIE_AT - 1:07d}" / "__0_0.distcp"
+    with open(shard, "r+b") as fh:
+        fh.truncate(shard.stat().st_size // 2)
     check(run_snakemake(repo, FAKE_MILES_ARGV_LOG=argv_file))
     return repo, after_death
 
@@ -199,11 +206,15 @@ def test_training_death_fails_the_rule_and_keeps_checkpoints(pipeline):
     assert not dead["done_exists"]  # a failed job never looks finished
 
 
-def test_rerun_resumes_from_the_saved_rollout(pipeline):
+def test_rerun_sets_the_truncated_save_aside_and_resumes_from_the_one_before(pipeline):
     repo, _ = pipeline
     job_log = (repo / "results" / EXP / "run" / "job.log").read_text()
-    assert f"start rollout {DIE_AT}" in job_log  # the saved rollout + 1
+    assert f"start rollout {RESUMED_AT}" in job_log  # the previous save's rollout + 1
+    rule_log = (repo / "results" / EXP / "logs" / "train.log").read_text()
+    assert f"iter_{DIE_AT - 1:07d} is not usable (__0_0.distcp is truncated" in rule_log
+    assert f"resuming from iter_{RESUMED_AT - 1:07d}" in rule_log
     ckpts = repo / "results" / EXP / "run" / "checkpoints"
+    assert len(list(ckpts.glob(f"iter_{DIE_AT - 1:07d}.unusable-*"))) == 1  # kept, not deleted
     assert (ckpts / "latest_checkpointed_iteration.txt").read_text().strip() == str(NUM_ROLLOUT - 1)
     done = json.loads((repo / "results" / EXP / "train" / "done.json").read_text())
     assert done["last_iteration"] == NUM_ROLLOUT - 1 and done["rollouts_logged"] == NUM_ROLLOUT

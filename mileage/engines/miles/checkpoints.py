@@ -129,12 +129,16 @@ def _note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def dcp_problem(directory: Path) -> str | None:
+class Unverifiable(RuntimeError):
+    """A save whose `.metadata` this environment cannot read (a class it names is not importable here)."""
+
+
+def dcp_problem(directory: Path, where: str = "") -> str | None:
     """Why the torch.distributed.checkpoint directory `directory` is not whole, or None: its `.metadata` missing or
-    unreadable, or a shard it names missing or shorter than the items it records in it."""
-    where = directory.name
+    unreadable, or a shard it names missing or shorter than the items it records in it. `where` prefixes the file
+    names said (the directory's place in its save)."""
     if not (directory / DCP_METADATA).is_file():
-        return f"{where}/{DCP_METADATA} is missing (the save did not finish)"
+        return f"{where}{DCP_METADATA} is missing (the save did not finish)"
     from torch.distributed.checkpoint import FileSystemReader
 
     try:
@@ -142,15 +146,19 @@ def dcp_problem(directory: Path) -> str | None:
         ends: dict[str, int] = {}
         for info in (metadata.storage_data or {}).values():
             ends[info.relative_path] = max(ends.get(info.relative_path, 0), info.offset + info.length)
+    except (ImportError, AttributeError) as exc:
+        # The pickle names a class this environment lacks: not evidence of damage, and a save is not thrown away
+        # on a guess (Megatron's own extra, mcore_data, is a plain dict: torch alone reads its .metadata).
+        raise Unverifiable(f"{directory}/{DCP_METADATA} needs what this environment lacks ({exc})") from exc
     except Exception as exc:  # noqa: BLE001 (a damaged pickle raises anything: EOFError, UnpicklingError, ...)
-        return f"{where}/{DCP_METADATA} is unreadable ({exc.__class__.__name__}: {exc})"
+        return f"{where}{DCP_METADATA} is unreadable ({exc.__class__.__name__}: {exc})"
     for name, end in sorted(ends.items()):
         shard = directory / name
         if not shard.is_file():
-            return f"{where}/{name} is missing"
+            return f"{where}{name} is missing"
         size = shard.stat().st_size
         if size < end:
-            return f"{where}/{name} is truncated ({size} bytes; its {DCP_METADATA} needs {end})"
+            return f"{where}{name} is truncated ({size} bytes; its {DCP_METADATA} needs {end})"
     return None
 
 
@@ -168,7 +176,7 @@ def save_problem(save: Path, backend: str = "megatron") -> str | None:
                 return f"{name} is missing"
         parts = [save]
     for part in parts:
-        problem = dcp_problem(part)
+        problem = dcp_problem(part, "" if part == save else f"{part.name}/")
         if problem:
             return problem
     return None
@@ -196,7 +204,11 @@ def set_aside_unusable(ckpt_dir: str | os.PathLike, backend: str = "megatron", l
     bad: list[tuple[Path, str]] = []
     resume = None
     for iteration in [tracked, *older]:
-        problem = save_problem(iter_dir(root, iteration), backend)
+        try:
+            problem = save_problem(iter_dir(root, iteration), backend)
+        except Unverifiable as exc:
+            log(f"mileage: cannot verify checkpoint {iter_dir(root, iteration)}: {exc}; taking it as saved")
+            problem = None
         if problem is None:
             resume = iteration
             break
