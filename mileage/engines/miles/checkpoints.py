@@ -228,4 +228,4 @@ def set_aside_unusable(ckpt_dir: str | os.PathLike, backend: str = "megatron", l
             save.rename(aside)
             kept = f"; kept as {aside.name}"
         log(f"mileage: checkpoint {save} is not usable ({problem}){kept}")
-    log(f"mileage: the newest checkpoint in {root} was truncated or unreadable: {instead}")
+    log(f"mileage: the newest checkpoint in {root} is not usable (cut short or unreadable): {instead}")
