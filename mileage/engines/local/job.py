@@ -21,12 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from pathlib import Path
-
     from mileage.engines.local.grpo import load_spec, run_grpo
 
     spec = load_spec(argv[0])
-    run_dir = Path(spec["run_dir"])
     # One trainer per run directory: the lifeline around this job holds its lock (mileage.run_lock). An unusable
     # newest checkpoint was set aside by the train rule's plan (Engine.set_aside_unusable), under that lock.
     final = run_grpo(spec)
