@@ -8,7 +8,8 @@ import pytest
 
 from fake_miles.experiments import MODELS_DIR, REPO, load_experiment, resolve
 from mileage.config import load_experiment as load_experiment_file
-from mileage.engines.miles.plan import PlanError, activation_gib, estimate_memory, plan_main
+from mileage.config import ConfigError, ExperimentResolver
+from mileage.engines.miles.plan import PlanError, activation_gib, estimate_memory, learning_checks, plan_main
 from mileage.engines.miles.plan_fsdp import bf16_rounding_threshold
 from mileage.models.cards import load_card
 
@@ -166,23 +167,34 @@ def test_fp32_initialisation_larger_than_the_gpu_is_refused_naming_key_and_numbe
     assert not [p for p in two.problems if "initialisation" in p], two.problems
 
 
-def test_bf16_master_needs_the_opt_in_at_small_learning_rates():
+def test_bf16_master_needs_the_opt_in_at_small_learning_rates(capsys):
     assert bf16_rounding_threshold(1e-6) == pytest.approx(2.56e-4)  # FACTS section 9: "above about 2.6e-4"
 
     def no_reason(e):
         e["miles"]["fsdp"]["bf16_master_reason"] = None
 
-    refused = fsdp_plan("glm-z1-9b-1x5090", no_reason)
-    assert not refused.fits
-    (problem,) = refused.problems
-    assert problem.startswith("miles.fsdp.keep_fp32_master false")
+    refused = copy.deepcopy(load_experiment("glm-z1-9b-1x5090"))
+    no_reason(refused)
+    problems, warnings = learning_checks(refused)
+    (problem,) = problems
+    assert problem.startswith("miles.fsdp.keep_fp32_master false") and not warnings
     assert "train.lr = 1e-06" in problem and "2^8 = 0.00026" in problem and "bf16_master_reason" in problem
-    accepted = fsdp_plan("glm-z1-9b-1x5090")
-    assert accepted.fits and any("Accepted:" in w for w in accepted.warnings)
-    assert "warnings:" in accepted.summary
+    assert plan_main(refused) == 1 and "miles.fsdp.keep_fp32_master false" in capsys.readouterr().out
+    # The memory plan itself does not judge the learning rate: an lr edit must not rerun the preflight.
+    assert estimate_memory(refused).fits
+    accepted = load_experiment("glm-z1-9b-1x5090")
+    assert learning_checks(accepted)[0] == [] and any("Accepted:" in w for w in learning_checks(accepted)[1])
+    assert plan_main(accepted) == 0 and "Accepted:" in capsys.readouterr().out
     # A learning rate whose steps survive bf16 for typical weights (|w| ~ 1/sqrt(4096)) needs no opt-in.
-    fast = fsdp_plan("glm-z1-9b-1x5090", lambda e: (no_reason(e), e["train"].update(lr=1e-4)))
-    assert fast.fits, fast.problems
+    fast = copy.deepcopy(refused)
+    fast["train"]["lr"] = 1e-4
+    assert learning_checks(fast) == ([], [])
+
+
+def test_a_bf16_master_without_the_opt_in_is_refused_when_the_config_loads():
+    entry = {"extends": "config/experiments/glm-z1-9b-1x5090.yaml", "miles": {"fsdp": {"bf16_master_reason": None}}}
+    with pytest.raises(ConfigError, match=r"^experiments\.x\.miles\.fsdp\.keep_fp32_master false: AdamW steps"):
+        ExperimentResolver({"experiments": {"x": entry}}, base_dir=REPO).resolve("x")
 
 
 def test_host_ram_too_small_is_refused_naming_the_key():

@@ -69,9 +69,10 @@ READS = {
         "miles.offload.offload_rollout", "miles.offload.optimizer_cpu_offload",
         "miles.accumulate_allreduce_grads_in_fp32", "miles.deterministic", "miles.skip_kl_when_zero",
         "miles.sglang.attention_backend", "miles.sglang.mem_fraction_static",
-        # the FSDP plan (mileage/engines/miles/plan_fsdp.py); the dispatch on the backend is in plan.py
-        "miles.train_backend", "train.lr", "miles.fsdp.cpu_offload", "miles.fsdp.keep_fp32_master",
-        "miles.fsdp.bf16_master_reason", "miles.fsdp.gradient_checkpointing", "miles.fsdp.attn_implementation",
+        # the FSDP plan (mileage/engines/miles/plan_fsdp.py); the dispatch on the backend is in plan.py. Not
+        # train.lr nor fsdp.bf16_master_reason: the bf16-master learning check is made at config load instead.
+        "miles.train_backend", "miles.fsdp.cpu_offload", "miles.fsdp.keep_fp32_master",
+        "miles.fsdp.gradient_checkpointing", "miles.fsdp.attn_implementation",
         "miles.fsdp.log_probs_max_tokens_per_gpu",
     ),
     "convert_model": TOOL_KEYS,
@@ -137,6 +138,16 @@ class MilesEngine(Engine):
             )
         if exp["warm_start"]["enabled"]:
             raise ConfigError(f"{where}.warm_start.enabled: the warm start exists for the local engine only")
+        from mileage.engines.miles.plan import learning_checks
+
+        from mileage.models.cards import CardError
+
+        try:
+            problems, _ = learning_checks(exp)  # refused at load, before any download; the plan prints the warning
+        except CardError:
+            problems = []  # an unknown or broken card is reported by the card's own check
+        if problems:
+            raise ConfigError(f"{where}.{problems[0]}")
 
     def check_explicit_keys(self, exp, explicit, where):
         """Refuse a key of the other backend that the config sets (a schema default is not refused), naming every

@@ -374,9 +374,25 @@ def estimate_memory(
     return plan
 
 
+def learning_checks(experiment: Mapping[str, Any], card: Mapping[str, Any] | None = None) -> tuple[list[str], list[str]]:
+    """(problems, warnings) about whether the configured precision can learn at train.lr: beside the memory plan,
+    not in it, so that an lr edit does not rerun the preflight that orders the download."""
+    miles = experiment["miles"] if experiment.get("engine") == "miles" else None
+    if miles is None or miles["train_backend"] != "fsdp" or miles["fsdp"]["keep_fp32_master"]:
+        return [], []
+    from mileage.engines.miles.plan_fsdp import bf16_master_check
+    from mileage.models.cards import load_card
+
+    return bf16_master_check(experiment, card if card is not None else load_card(experiment["model"]["card"]))
+
+
 def plan_main(experiment: Mapping[str, Any], gpus: int | None = None, gpu_memory_gb: float | None = None,
               name: str | None = None, host_memory_gb: float | None = None) -> int:
-    """Print the plan; 0 when it fits, 1 when it does not."""
+    """Print the plan (and the learning checks beside it); 0 when it fits, 1 when it does not."""
     plan = estimate_memory(experiment, gpus=gpus, gpu_memory_gb=gpu_memory_gb, host_memory_gb=host_memory_gb, name=name)
+    if plan.applicable:
+        problems, warnings = learning_checks(experiment)
+        plan.problems += problems
+        plan.warnings += warnings
     print(plan.summary, end="")
     return 0 if plan.fits else 1

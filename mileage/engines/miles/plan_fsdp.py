@@ -76,6 +76,31 @@ def _with_overheads(items: list[tuple[str, float]], residents: list[tuple[str, f
                     ("CUDA context, cuBLAS workspace, NCCL", TRAINER_RUNTIME_GIB)] + residents
 
 
+def bf16_master_check(experiment: Mapping[str, Any], card: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of a bf16 master at train.lr: AdamW steps that round away in bf16 need the explicit
+    opt-in miles.fsdp.bf16_master_reason. Not part of the memory plan: the preflight (which orders the download)
+    must not rerun on an lr edit; config loading and `mileage plan` ask this."""
+    fsdp = experiment["miles"]["fsdp"]
+    if experiment["miles"]["train_backend"] != "fsdp" or fsdp["keep_fp32_master"]:
+        return [], []
+    params, s = float(card["parameter_count"]), card["shapes"]
+    n = actor_gpus(experiment["miles"])
+    lr = experiment["train"]["lr"]
+    threshold = bf16_rounding_threshold(lr)
+    typical = s["hidden_size"] ** -0.5
+    if threshold >= typical:
+        return [], []
+    lost = (f"AdamW steps of about train.lr = {lr:g} round away in bf16 (8 significant bits) for every weight "
+            f"with |w| > {lr:g} x 2^{BF16_SIGNIFICAND_BITS} = {threshold:.2g}, i.e. for typical weights of this "
+            f"model (|w| ~ 1/sqrt(hidden {s['hidden_size']}) = {typical:.2g}; norm weights ~1): the run may not learn")
+    reason = fsdp["bf16_master_reason"]
+    if reason:
+        return [], [f"miles.fsdp.keep_fp32_master false: {lost}. Accepted: {reason}"]
+    return [f"miles.fsdp.keep_fp32_master false: {lost}. Set miles.fsdp.bf16_master_reason to say why to run "
+            f"anyway, or keep the fp32 master (init {params * 4 / n / GIB:.1f} GiB per GPU, host "
+            f"{params * 16 / GIB:.0f} GiB of state with cpu_offload)"], []
+
+
 def estimate_fsdp(experiment: Mapping[str, Any], card: Mapping[str, Any], gpus: int, gpu_gib: float,
                   host_gib: float, name: str, tokens: float | None = None, fraction: float | None = None) -> MemoryPlan:
     """The FSDP plan; `tokens` / `fraction` override the experiment's (used to say what would fit)."""
@@ -213,21 +238,6 @@ def estimate_fsdp(experiment: Mapping[str, Any], card: Mapping[str, Any], gpus: 
             + (f" (keep_fp32_master {'false' if fp32 else 'true'} would need {plan.host_total_gib + other:.0f})"
                if offload_state else ""))
 
-    # ---- the bf16 master opt-in -------------------------------------------------------------------------------------
-    lr = experiment["train"]["lr"]
-    threshold = bf16_rounding_threshold(lr)
-    typical = s["hidden_size"] ** -0.5
-    if not fp32 and threshold < typical:
-        lost = (f"AdamW steps of about train.lr = {lr:g} round away in bf16 (8 significant bits) for every weight "
-                f"with |w| > {lr:g} x 2^{BF16_SIGNIFICAND_BITS} = {threshold:.2g}, i.e. for typical weights of this "
-                f"model (|w| ~ 1/sqrt(hidden {s['hidden_size']}) = {typical:.2g}; norm weights ~1): the run may not learn")
-        reason = fsdp["bf16_master_reason"]
-        if reason:
-            plan.warnings.append(f"miles.fsdp.keep_fp32_master false: {lost}. Accepted: {reason}")
-        else:
-            plan.problems.append(f"miles.fsdp.keep_fp32_master false: {lost}. Set miles.fsdp.bf16_master_reason to "
-                                 f"say why to run anyway, or keep the fp32 master (init {params * 4 / n / GIB:.1f} "
-                                 f"GiB per GPU, host {params * 16 / GIB:.0f} GiB of state with cpu_offload)")
     if colocate and offload_state:
         plan.warnings.append(
             "FACTS section 9 hazard (b): with fsdp.cpu_offload the trainer does not offload itself; the rollout "
