@@ -190,6 +190,15 @@ def _trainer_terms(experiment: Mapping[str, Any], card: Mapping[str, Any], param
     return items
 
 
+def sglang_fraction(miles: Mapping[str, Any], plan: MemoryPlan) -> float:
+    """SGLang's share of a rollout GPU: the configured mem_fraction_static, else an assumption the plan states."""
+    fraction = miles["sglang"]["mem_fraction_static"]
+    if fraction is None:
+        fraction = SGLANG_FRACTION_ASSUMED
+        plan.assumptions.append(f"SGLang picks mem_fraction_static; assumed {SGLANG_FRACTION_ASSUMED}")
+    return fraction
+
+
 def _estimate(
     experiment: Mapping[str, Any], card: Mapping[str, Any], gpus: int, gpu_gib: float, host_gib: float,
     name: str, params: float | None = None,
@@ -205,11 +214,8 @@ def _estimate(
         plan.problems.append(str(err))
     if plan.gpus_needed > gpus:
         plan.problems.append(f"the placement needs {plan.gpus_needed} GPUs, only {gpus} available")
-    placement, offload, sglang = miles["placement"], miles["offload"], miles["sglang"]
-    fraction = sglang["mem_fraction_static"]
-    if fraction is None:
-        fraction = SGLANG_FRACTION_ASSUMED
-        plan.assumptions.append(f"SGLang picks mem_fraction_static; assumed {SGLANG_FRACTION_ASSUMED}")
+    placement, offload = miles["placement"], miles["offload"]
+    fraction = sglang_fraction(miles, plan)
     engine_tp = placement["rollout_num_gpus_per_engine"]
     engine_weights = params * 2 / engine_tp / GIB
     engine_static = fraction * gpu_gib

@@ -24,9 +24,9 @@ from typing import Any, Mapping
 
 from mileage.engines.miles.argv import MilesConfigError, actor_gpus, batch_identity, rollout_gpus, uses_kl_loss
 from mileage.engines.miles.plan import (FRAGMENTATION, GIB, HOST_BASE_GIB, HOST_PER_GPU_GIB, MIN_KV_CACHE_GIB,
-                                        PROMPT_TOKENS_ASSUMED, SGLANG_FRACTION_ASSUMED, SGLANG_RESIDUAL_GIB,
+                                        PROMPT_TOKENS_ASSUMED, SGLANG_RESIDUAL_GIB,
                                         SGLANG_RUNTIME_GIB, TRAINER_RESIDUAL_GIB, TRAINER_RUNTIME_GIB, MemoryPlan,
-                                        Phase)
+                                        Phase, sglang_fraction)
 
 BF16_SIGNIFICAND_BITS = 8  # 7 stored + the implicit bit: an update below |w| / 2^8 (half an ulp) rounds away
 LOGITS_TRAIN_BYTES = 10  # per token x vocab entry: bf16 logits, their fp32 copy for the log-softmax, its fp32 gradient
@@ -125,10 +125,7 @@ def estimate_fsdp(experiment: Mapping[str, Any], card: Mapping[str, Any], gpus: 
 
     # ---- rollout: SGLang ---------------------------------------------------------------------------------------
     if fraction is None:
-        fraction = miles["sglang"]["mem_fraction_static"]
-    if fraction is None:
-        fraction = SGLANG_FRACTION_ASSUMED
-        plan.assumptions.append(f"SGLang picks mem_fraction_static; assumed {SGLANG_FRACTION_ASSUMED}")
+        fraction = sglang_fraction(miles, plan)
     engine_tp = placement["rollout_num_gpus_per_engine"]
     weights = params * 2 / engine_tp / GIB
     static = fraction * gpu_gib
