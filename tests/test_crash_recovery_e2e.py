@@ -77,7 +77,9 @@ def test_after_ctrl_c_and_after_a_kill_the_readme_commands_recover(tmp_path):
     # Ctrl-C (SIGINT to the whole group): Snakemake cleans up and releases its lock; nothing special to do.
     proc = start(repo, tmp_path / "ctrl-c.log")
     signal_group_after_checkpoint(proc, repo, signal.SIGINT, tmp_path / "ctrl-c.log")
-    assert proc.returncode != 0
+    assert proc.returncode != 0, (  # what Snakemake and the train job said, should an interrupt ever go unheeded
+        (tmp_path / "ctrl-c.log").read_text()[-4000:] + "\n--- train.log ---\n"
+        + (repo / "results" / "demo" / "logs" / "train.log").read_text(errors="replace")[-4000:])
     assert training_gone(spec)
 
     # The same command again runs (no lock left); this time Snakemake itself is SIGKILLed with its jobs.
