@@ -25,6 +25,8 @@ rule aggregate:
         ],
         sets=directory(f"{R}/{{agg}}/eval"),
         report=f"{R}/{{agg}}/report/report.md",
+        scores_tex=f"{R}/{{agg}}/report/final_scores.tex",
+        hyperparameters_tex=f"{R}/{{agg}}/report/hyperparameters.tex",
         # The same report as one HTML page: Snakemake's report shows HTML inline, Markdown only as a download.
         html=report(
             f"{R}/{{agg}}/report/report.html",
