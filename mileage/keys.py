@@ -26,7 +26,7 @@ SHARED_READS: dict[str, tuple[str, ...]] = {
     "summarize": ("data.eval.name", "rollout.reward", "report.bootstrap_samples", "report.bootstrap_seed"),
     "report": ("label", "data.eval.name", "report.title", "plots.formats"),
     "plots": ("plots", "eval.n_samples_per_prompt"),
-    "compare": ("plots", "eval.n_samples_per_prompt"),
+    "compare": ("plots", "eval.n_samples_per_prompt", "label"),
     "dataset": ("data.train", "data.eval"),
     "demo_model": ("model.demo",),
     "warm_start": ("warm_start", "data.train.source", "data.train.demo.max_operand", "data.train.demo.operations"),

@@ -294,3 +294,23 @@ def test_compare_refuses_to_pair_experiments_on_different_problems(tmp_path: Pat
     text = (tmp_path / "compare" / "final_scores.md").read_text(encoding="utf-8")
     assert "`a` and `b` were not evaluated on the same problems" in text
     assert "'aime-2024-2'" in text and "'aime-2025-9'" in text
+
+
+def test_compare_legends_show_each_experiments_label(tmp_path: Path, monkeypatch) -> None:
+    import mileage.report.compare as compare_module
+
+    legends: dict[str, list[str]] = {}
+    real_save = compare_module.save_figure
+
+    def capture(fig, outdir, name, formats):
+        boxes = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+        legends[name] = [t.get_text() for legend in boxes for t in legend.get_texts()]
+        return real_save(fig, outdir, name, formats)
+
+    monkeypatch.setattr(compare_module, "save_figure", capture)
+    experiments = {"a": make_experiment(tmp_path, "a", [0.1, 0.2]), "b": make_experiment(tmp_path, "b", [0.3])}
+    compare_experiments(experiments, tmp_path / "c", {"formats": ["png"]}, None, {"a": "GRPO, lr 1e-6", "b": "b"})
+    assert "GRPO, lr 1e-6" in legends["reward"] and "GRPO, lr 1e-6" in legends["eval"]
+    assert "a" not in legends["reward"] + legends["eval"]
+    # The tables keep the experiment's name: paired.tsv and final_scores.tsv are keyed by it.
+    assert [r["experiment"] for r in read_scores(tmp_path / "c" / "final_scores.tsv")] == ["a", "b"]

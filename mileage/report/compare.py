@@ -196,7 +196,8 @@ def _legend(fig: Figure, ax: Axes, handles: list[Any]) -> None:
 
 
 def plot_compare_reward(
-    tables: dict[str, dict[str, pd.DataFrame]], colors: dict[str, Any], outdir: Path, style: dict[str, Any]
+    tables: dict[str, dict[str, pd.DataFrame]], colors: dict[str, Any], outdir: Path, style: dict[str, Any],
+    labels: dict[str, str] | None = None,
 ) -> list[Path]:
     curves = {name: metric_series(t["rollout"], "rollout/raw_reward") for name, t in tables.items()}
     curves = {name: s for name, s in curves.items() if not s.empty}
@@ -208,7 +209,7 @@ def plot_compare_reward(
     fig, ax = new_figure(style, height_scale=_legend_height_scale(len(curves)))
     for name, series in curves.items():
         # No band here: overlapping bands of several runs hide more than they show.
-        draw_raw_and_smoothed(ax, series, style, colors[name], label=name)
+        draw_raw_and_smoothed(ax, series, style, colors[name], label=(labels or {}).get(name, name))
     ax.set_xlabel("rollout")
     ax.set_ylabel("reward (mean)")
     _legend(fig, ax, ax.get_legend_handles_labels()[0])
@@ -221,6 +222,7 @@ def plot_compare_eval(
     outdir: Path,
     style: dict[str, Any],
     eval_ks: dict[str, int] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> list[Path]:
     columns = {name: eval_score_columns(t["eval"]) for name, t in tables.items()}
     datasets = list(dict.fromkeys(c for cols in columns.values() for c in cols))
@@ -229,7 +231,8 @@ def plot_compare_eval(
         return []
     with_eval = [name for name in columns if columns[name]]
     # Colour names the experiment, line style the dataset: one legend entry each, not one per pair.
-    handles = [Line2D([], [], color=colors[name], linewidth=1.2, label=name) for name in with_eval]
+    handles = [Line2D([], [], color=colors[name], linewidth=1.2, label=(labels or {}).get(name, name))
+               for name in with_eval]
     if len(datasets) > 1:
         handles += [
             Line2D([], [], color="0.3", linewidth=1.2, linestyle=_LINESTYLES[i % len(_LINESTYLES)],
@@ -256,8 +259,10 @@ def compare_experiments(
     outdir: str | os.PathLike,
     style: dict[str, Any] | None = None,
     eval_ks: dict[str, int] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> list[Path]:
-    """Overlay experiments and tabulate their final scores; returns the files written.
+    """Overlay experiments and tabulate their final scores; returns the files written. `labels`: the display
+    name of each experiment in the figures' legends (its `label:`; the tables keep the experiment names).
 
     `experiments` maps a name to its results directory (`<dir>/metrics/*.tsv`, `<dir>/report/summary.json`).
     Files go straight into `outdir` (the `results/compare/` directory): `reward.*`, `eval.*`,
@@ -277,8 +282,8 @@ def compare_experiments(
     tables = {name: read_metrics(d / "metrics") for name, d in dirs.items()}
 
     written: list[Path] = []
-    written += plot_compare_reward(tables, colors, outdir, resolved)
-    written += plot_compare_eval(tables, colors, outdir, resolved, eval_ks)
+    written += plot_compare_reward(tables, colors, outdir, resolved, labels)
+    written += plot_compare_eval(tables, colors, outdir, resolved, eval_ks, labels)
 
     rows = [score_row(name, summaries[name]) for name in names]
     pairs, refusals = paired_rows(names, summaries, {n: replicate_sides(dirs[n], summaries[n]) for n in names})

@@ -69,10 +69,11 @@ def rule_params(stage: str, name: str | None, exp: dict, config: dict, layout: L
 
 
 def compare_params(experiments: dict, config: dict) -> dict:
-    """The comparison reads each experiment's in-training eval k and the figure style."""
+    """The comparison reads each experiment's in-training eval k, its display label and the figure style."""
     per_exp = {name: stage_params("compare", name, exp, config) for name, exp in sorted(experiments.items())}
     style = next(iter(per_exp.values()))["plots"] if per_exp else config["plots"]
-    return {"plots": style, "eval_ks": {name: p["eval"]["n_samples_per_prompt"] for name, p in per_exp.items()}}
+    return {"plots": style, "eval_ks": {name: p["eval"]["n_samples_per_prompt"] for name, p in per_exp.items()},
+            "labels": {name: p["label"] or name for name, p in per_exp.items()}}
 
 
 def warm_start_params(entry: dict) -> dict:

@@ -162,12 +162,13 @@ def aggregate(name: str, seeds: list[int], run_dirs: list[str], outdir: str, par
           f"(95% CI across seeds {interval['ci95']})")
 
 
-def compare(experiments: dict, scores: str, figures_dir: str, style: dict, eval_ks: dict | None = None) -> None:
+def compare(experiments: dict, scores: str, figures_dir: str, style: dict, eval_ks: dict | None = None,
+            labels: dict | None = None) -> None:
     """Overlay all experiments; tables next to `scores`, figures in `figures_dir`. `eval_ks`: each experiment's
-    in-training eval samples per prompt (labels the eval overlay)."""
+    in-training eval samples per prompt (labels the eval overlay); `labels`: the name each figure's legend shows."""
     outdir = Path(scores).parent
     with tempfile.TemporaryDirectory(dir=outdir.parent if outdir.parent.exists() else None) as tmp:
-        compare_experiments({name: Path(path) for name, path in experiments.items()}, tmp, style, eval_ks)
+        compare_experiments({name: Path(path) for name, path in experiments.items()}, tmp, style, eval_ks, labels)
         with atomic_dir(figures_dir) as figs:
             for file in Path(tmp).iterdir():
                 if file.suffix not in (".tsv", ".md", ".tex", ".html"):
