@@ -33,11 +33,12 @@ def shorten(config: dict) -> None:
 
 def start(repo: Path, log: Path) -> subprocess.Popen:
     """The same command as pipeline_helpers.snakemake(repo, TARGET), in its own process group, like a
-    terminal's foreground job."""
+    terminal's foreground job: with SIGINT's default action, which a background job of a non-interactive shell
+    (`make test &`, nohup) would otherwise pass down as ignored, so that no Ctrl-C ever reached Snakemake."""
     with open(log, "w") as out:
         return subprocess.Popen(
             [SNAKEMAKE, "--cores", "2", TARGET], cwd=repo, env=ENV, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
 
