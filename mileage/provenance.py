@@ -19,7 +19,6 @@ secret-named environment variable is blanked wherever it would appear.
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.metadata
 import os
 import platform
@@ -28,6 +27,8 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Mapping
+
+from mileage.digest import file_sha256
 
 from mileage.secrets import is_secret_env_name, is_secret_option
 
@@ -61,17 +62,9 @@ def git_state(base_dir: str | os.PathLike) -> tuple[str | None, bool | None]:
     return head.strip(), bool(status and status.strip())
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def data_hashes(paths: list[str]) -> dict[str, str | None]:
     """sha256 of every data file (None for one that is not there)."""
-    return {str(p): (sha256_file(p) if Path(p).is_file() else None) for p in dict.fromkeys(paths)}
+    return {str(p): (file_sha256(p) if Path(p).is_file() else None) for p in dict.fromkeys(paths)}
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:

@@ -18,7 +18,6 @@ job holds it for its whole life.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Callable, Mapping
 
 from mileage.atomic import write_json
 from mileage.config import fingerprint
+from mileage.digest import file_sha256
 from mileage.engines.contract import Checkpoint, Engine
 from mileage.keys import identity_of
 from mileage.layout import cache_relative
@@ -38,15 +38,6 @@ def _has_content(run_dir: Path) -> bool:
     return run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
 
 
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes (a dataset is tens of MB at most: cheap next to a training run)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def training_identity(train: dict, inputs: dict) -> dict:
     """What a checkpoint depends on: the training params minus resume-safe keys, plus the input files."""
     identity = identity_of(train)
@@ -55,7 +46,7 @@ def training_identity(train: dict, inputs: dict) -> dict:
     # The prompts by content: a `source: file` dataset keeps its cache path when the user edits the file.
     train_data = inputs.get("train_data")
     if train_data is not None and Path(train_data).is_file():
-        identity["train_data_sha256"] = file_digest(train_data)
+        identity["train_data_sha256"] = file_sha256(train_data)  # tens of MB at most: cheap next to a training run
     return identity
 
 

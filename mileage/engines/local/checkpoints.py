@@ -12,7 +12,6 @@ A checkpoint is usable when it is complete and intact:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from mileage.atomic import atomic_dir, write_json
+from mileage.digest import file_sha256
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # What a TRL checkpoint holds beside the model and tokenizer: the optimizer, the schedule, the RNG and the
@@ -39,18 +39,10 @@ def _note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(checkpoint: str | os.PathLike) -> Path:
     """Size and sha256 of every file of a finished checkpoint, written atomically after them."""
     checkpoint = Path(checkpoint)
-    files = {f.name: {"size": f.stat().st_size, "sha256": _sha256(f)}
+    files = {f.name: {"size": f.stat().st_size, "sha256": file_sha256(f)}
              for f in sorted(checkpoint.iterdir()) if f.is_file() and f.name != MANIFEST}
     write_json(checkpoint / MANIFEST, {"files": files})
     return checkpoint / MANIFEST
@@ -97,7 +89,7 @@ def checkpoint_problem(checkpoint: Path, verify_digests: bool) -> str | None:
             return f"{name} is {path.stat().st_size} bytes, {want['size']} when saved"
     if verify_digests:
         for name, want in sorted(files.items()):
-            if _sha256(checkpoint / name) != want["sha256"]:
+            if file_sha256(checkpoint / name) != want["sha256"]:
                 return f"{name} differs from what was saved (sha256)"
     return None
 
