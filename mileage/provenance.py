@@ -12,6 +12,10 @@ base evaluation) are timed in `<results>/cache/logs/` and not counted here. GPU-
 training and evaluation stages times the GPUs they hold (`resources.gpus`), zero when the machine has no GPU or
 the experiment runs on the CPU.
 
+Training counts every attempt (mileage.attempts: the train stage records each one where the training job runs,
+with the GPUs it held there): a run killed at rollout 20 and resumed reports the wall time and GPU-hours of both
+attempts, listed under `attempts`, and `wall_seconds.train` is their sum.
+
 No secret appears: keys that name a credential are dropped (mileage.secrets' option names) and the value of every
 secret-named environment variable is blanked wherever it would appear.
 """
@@ -115,11 +119,22 @@ def stage_wall_seconds(logs_dir: str | os.PathLike) -> dict[str, float]:
     return walls
 
 
-def gpu_hours(walls: Mapping[str, float], exp: Mapping[str, Any], gpu_count: int) -> float:
+def gpu_hours(walls: Mapping[str, float], exp: Mapping[str, Any], gpu_count: int,
+              stages: tuple[str, ...] = GPU_STAGES) -> float:
     if gpu_count == 0 or exp["resources"]["device"] == "cpu":
         return 0.0
     gpus = min(int(exp["resources"]["gpus"]), gpu_count) if gpu_count else 0
-    return sum(walls.get(stage, 0.0) for stage in GPU_STAGES) * gpus / 3600.0
+    return sum(walls.get(stage, 0.0) for stage in stages) * gpus / 3600.0
+
+
+def training_gpus(train: Mapping[str, Any]) -> int:
+    """The GPUs a training attempt holds, judged where it runs: none on the CPU; on a joined Ray cluster the
+    experiment's `resources.gpus`; on a head started here, as many of them as this machine has."""
+    if train["resources"]["device"] == "cpu":
+        return 0
+    if (train.get("ray") or {}).get("address"):
+        return int(train["resources"]["gpus"])
+    return min(int(train["resources"]["gpus"]), len(gpu_models()))
 
 
 def hf_revisions(exp: Mapping[str, Any], markers: list[str], lock: Mapping[str, str]) -> dict[str, str | None]:
@@ -174,7 +189,7 @@ def scrub(value: Any, environ: Mapping[str, str] | None = None) -> Any:
 
 # The provenance fields that describe an attempt (how long it took, the checkout it ran from) rather than its
 # result: a resumed or rerun run differs from an uninterrupted one only in these.
-ATTEMPT_FIELDS = ("wall_seconds", "gpu_hours", "git_commit", "git_dirty")
+ATTEMPT_FIELDS = ("wall_seconds", "gpu_hours", "git_commit", "git_dirty", "attempts")
 
 
 def result_view(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,11 +210,22 @@ def collect(
     markers: list[str] = (),  # type: ignore[assignment]
     lock: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
+    run_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """The `provenance` block for experiment `exp` (resolved config) as summary.json holds it."""
+    """The `provenance` block for experiment `exp` (resolved config) as summary.json holds it; `run_dir`: its
+    training run directory, whose attempts (mileage.attempts) time the training."""
+    from mileage.attempts import read_attempts
+
     commit, dirty = git_state(base_dir)
     machine = hardware()
     walls = stage_wall_seconds(logs_dir)
+    attempts = read_attempts(run_dir) if run_dir is not None else []
+    if attempts:
+        walls["train"] = round(sum(a["wall_seconds"] for a in attempts), 3)
+        hours = sum(a["gpu_hours"] for a in attempts) + gpu_hours(
+            walls, exp, machine["gpu_count"], tuple(s for s in GPU_STAGES if s != "train"))
+    else:
+        hours = gpu_hours(walls, exp, machine["gpu_count"])
     block = {
         "git_commit": commit,
         "git_dirty": dirty,
@@ -209,7 +235,8 @@ def collect(
         "packages": package_versions(),
         "hardware": machine,
         "wall_seconds": walls,
-        "gpu_hours": gpu_hours(walls, exp, machine["gpu_count"]),
+        "gpu_hours": hours,
+        "attempts": attempts,
         "seeds": list(seeds),
     }
     return scrub(block, environ)
@@ -233,4 +260,4 @@ def for_experiment(config: Mapping[str, Any], name: str, base_dir: str | os.Path
     lock_path = Path(base_dir) / resolver.config["hf_lock"]
     seeds = [int(seed)] if seed else list(exp.get("seeds") or [exp["seed"]])
     return collect(exp, seeds=seeds, data_files=data_files, logs_dir=layout.exp(name, "logs"), base_dir=base_dir,
-                   markers=markers, lock=read_lock(lock_path), environ=environ)
+                   markers=markers, lock=read_lock(lock_path), environ=environ, run_dir=layout.exp(name, "run"))

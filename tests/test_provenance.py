@@ -34,7 +34,7 @@ def test_the_block_says_what_ran(tmp_path, monkeypatch):
     block = collect(resolved, seeds=[1, 2], data_files=[str(data), str(tmp_path / "missing.jsonl")], logs_dir=logs,
                     base_dir=ROOT)
     assert set(block) == {"git_commit", "git_dirty", "config", "hf_revisions", "data_sha256", "packages",
-                          "hardware", "wall_seconds", "gpu_hours", "seeds"}
+                          "hardware", "wall_seconds", "gpu_hours", "attempts", "seeds"}
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
     assert block["git_commit"] == head.strip() and isinstance(block["git_dirty"], bool)
     assert block["data_sha256"][str(data)] == hashlib.sha256(data.read_bytes()).hexdigest()
