@@ -6,6 +6,8 @@
   mileage keys [RULE]                 which config keys each rule reads, and whether a change continues a run
   mileage doctor [EXPERIMENT]         check this machine against what the experiment needs
   mileage import-log LOG OUTDIR       an existing miles/slime log -> metric TSVs and plots
+  mileage status [--json]             every run: state, rollout i of N, rate, ETA, reward, eval, checkpoint
+  mileage live EXPERIMENT OUTDIR      the metric tables and figures of a run as far as it has trained
 
 EXPERIMENT is a name in the config (config/config.yaml unless --config says otherwise) or the path of an
 experiment YAML file (e.g. config/experiments/glm-z1-9b-8xh100.yaml).
@@ -39,12 +41,16 @@ def _config(args) -> dict:
     return ExperimentResolver(raw, base_dir=config_path.resolve().parent.parent).config
 
 
+def _results_dir(args) -> str:
+    """--results-dir, else the config's `results_dir` (where the pipeline writes)."""
+    return args.results_dir or _config(args).get("results_dir") or "results"
+
+
 def cmd_plan(args) -> int:
     from mileage.engines import engine_of
 
     name, exp = _experiment(args)
-    print(f"mileage plan: {name}")
-    return engine_of(exp).plan_main(exp, args.gpus, args.gpu_memory_gb, name=name)
+    return engine_of(exp).plan_main(exp, args.gpus, args.gpu_memory_gb, name=name)  # its first line names it
 
 
 def cmd_argv(args) -> int:
@@ -52,11 +58,17 @@ def cmd_argv(args) -> int:
 
     name, exp = _experiment(args)
     # Exactly what the train rule submits: the same params and the same paths.
-    job = train_job(name, exp, args.config, args.results_dir)
+    job = train_job(name, exp, args.config, _results_dir(args))
     try:
         argv = job.argv()
     except NotImplementedError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
+        # No command line to show: show what the train rule hands the job instead (its params, exactly).
+        import yaml
+
+        print(f"# {name}: {exc}.\n# The train rule gives its job these settings (its params; `mileage keys train`"
+              " says which keys they come from):")
+        print(yaml.safe_dump(job.params, sort_keys=False, default_flow_style=None, width=100), end="")
+        return 0
     for token in argv:
         print(token)
     return 0
@@ -75,21 +87,76 @@ def cmd_doctor(args) -> int:
     from mileage.doctor import main_doctor
 
     name, exp = _experiment(args) if args.experiment else (None, None)
-    return main_doctor(exp, Path(args.results_dir), name=name, config_path=args.config)
+    return main_doctor(exp, Path(_results_dir(args)), name=name, config_path=args.config)
 
 
 def cmd_import_log(args) -> int:
+    import logging
+
     from mileage.stages.import_log import import_log_with_figures
 
+    # The readers log each warning as they parse; the summary below lists them, once.
+    logging.getLogger("mileage.metrics").addHandler(logging.NullHandler())
     report = import_log_with_figures(args.log, args.outdir, plot=not args.no_plots)
     print(report.summary())
     return 0
 
 
+def cmd_status(args) -> int:
+    import json
+
+    from mileage.status import statuses, table
+
+    rows = statuses(args.config, args.results_dir)
+    if args.json:
+        print(json.dumps([row.to_dict() for row in rows], indent=2))
+    else:
+        print(table(rows), end="")
+    return 0
+
+
+def cmd_live(args) -> int:
+    import time
+
+    from mileage.engines import engine_of
+    from mileage.live_metrics import check_outdir, summary_line, write_live
+    from mileage.status import config_runs, lock_holder, read_quietly
+
+    results, runs = config_runs(args.config, args.results_dir)
+    found = {name: exp for name, exp, _, _ in runs}
+    if args.experiment not in found:
+        raise ConfigError(f"no run {args.experiment!r} in {args.config} (runs: {', '.join(found)})")
+    outdir = check_outdir(args.outdir, results)
+    run_dir = Path(results) / args.experiment / "run"
+    engine = engine_of(found[args.experiment])
+    plot = None
+    if not args.no_plots:
+        from mileage.report.plots import plot_training  # matplotlib: only when figures are asked for
+
+        style = _config(args).get("plots")
+        plot = lambda metrics, figures: plot_training(metrics, figures, style)  # noqa: E731
+
+    def read(run):
+        events, said = read_quietly(engine.collect_events, run)
+        for line in said:
+            print(f"mileage live: {line}", file=sys.stderr)
+        return events
+
+    try:
+        while True:
+            print(summary_line(write_live(run_dir, read, outdir, plot), args.outdir), flush=True)
+            if args.every is None or lock_holder(run_dir) is None:  # once, or until the training ends
+                return 0
+            time.sleep(args.every)
+    except KeyboardInterrupt:  # the way to stop --every
+        return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mileage", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config/config.yaml", help="the pipeline config (default: %(default)s)")
-    parser.add_argument("--results-dir", default="results", help="where the pipeline writes (default: %(default)s)")
+    parser.add_argument("--results-dir", default=None,
+                        help="where the pipeline writes (default: the config's results_dir)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("experiments", help="list the experiments of the config").set_defaults(func=cmd_experiments)
@@ -117,6 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("outdir")
     imp.add_argument("--no-plots", action="store_true", help="write the TSVs only")
     imp.set_defaults(func=cmd_import_log)
+
+    status = sub.add_parser("status", help="every run's state, progress, ETA and latest scores (reads only)")
+    status.add_argument("--json", action="store_true", help="a JSON list of objects, one per run")
+    status.set_defaults(func=cmd_status)
+
+    live = sub.add_parser("live", help="metric tables and figures of a run as far as it has trained")
+    live.add_argument("experiment", help="a run as `mileage status` names it (e.g. demo, demo/seeds/2)")
+    live.add_argument("outdir", help="where to write them: outside the results tree")
+    live.add_argument("--every", type=float, default=None, metavar="SECONDS",
+                      help="write them again every SECONDS while the run trains")
+    live.add_argument("--no-plots", action="store_true", help="write the tables only")
+    live.set_defaults(func=cmd_live)
     return parser
 
 

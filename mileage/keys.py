@@ -203,10 +203,40 @@ def declaration(stage: str | None = None) -> list[tuple[str, list[str], str]]:
     return rows
 
 
-def format_declaration(rows: list[tuple[str, list[str], str]]) -> str:
+def _rules_text(rules: list[str]) -> str:
+    """`train[local], train[miles], eval_base[miles]` as `train, eval_base[miles]`; all of one engine as
+    `train, eval_base (miles)`."""
+    engines: dict[str, set[str]] = {}
+    for rule in rules:
+        name, _, engine = rule.partition("[")
+        engines.setdefault(name, set()).add(engine.rstrip("]"))
+    every = set(ENGINE_NAMES)
+    only = {e for es in engines.values() for e in es}
+    if len(only) == 1 and "" not in only and all(es != every for es in engines.values()):
+        return f"{', '.join(engines)} ({only.pop()})"
+    return ", ".join(name if es == every or "" in es else ", ".join(f"{name}[{e}]" for e in sorted(es))
+                     for name, es in engines.items())
+
+
+POLICY_SHORT = {"starts afresh": "afresh", "continues the run": "continues",
+                "continues the run (constant lr only)": "continues*"}
+LEGEND = ("on a run: what a change of the key does to a training run with checkpoints: afresh = it starts afresh "
+          "(the old run kept aside); continues = it continues the run; * = only with a constant learning rate")
+
+
+def format_declaration(rows: list[tuple[str, list[str], str]], columns: int = 100) -> str:
+    """The table of `mileage keys`, at most `columns` wide: the rules column wraps."""
+    import textwrap
+
     width = max([len("key")] + [len(leaf) for leaf, _, _ in rows])
-    rules_width = max([len("rules")] + [len(", ".join(r)) for _, r, _ in rows])
-    lines = [f"{'key':<{width}}  {'rules':<{rules_width}}  on a training run", "-" * (width + rules_width + 22)]
-    for leaf, rules, policy in rows:
-        lines.append(f"{leaf:<{width}}  {', '.join(rules) or '(none)':<{rules_width}}  {policy}")
+    policies = [POLICY_SHORT.get(policy, policy) for _, _, policy in rows]
+    policy_width = max([len("on a run")] + [len(p) for p in policies])
+    indent = width + policy_width + 4
+    lines = [f"{'key':<{width}}  {'on a run':<{policy_width}}  rules that read it", "-" * min(columns, indent + 40)]
+    for (leaf, rules, _), policy in zip(rows, policies):
+        wrapped = textwrap.wrap(_rules_text(rules) or "(none)", max(columns - indent, 20)) or [""]
+        lines.append(f"{leaf:<{width}}  {policy:<{policy_width}}  {wrapped[0]}")
+        lines += [" " * indent + more for more in wrapped[1:]]
+    if any(policy != "-" for policy in policies):
+        lines += ["", *textwrap.wrap(LEGEND, columns)]
     return "\n".join(lines) + "\n"

@@ -276,8 +276,10 @@ def test_mileage_keys_prints_the_declaration(capsys):
     assert main(["keys"]) == 0
     table = capsys.readouterr().out
     row = next(line for line in table.splitlines() if line.startswith("rollout.num_rollout "))
-    assert "train[local]" in row and "train[miles]" in row and "continues the run (constant lr only)" in row
+    assert row.split()[1:] == ["continues*", "train"]  # both engines' train rules read it
     lr = next(line for line in table.splitlines() if line.startswith("train.lr "))
-    assert "starts afresh" in lr and "eval_base" not in lr
+    assert lr.split()[1] == "afresh" and "eval_base" not in lr
+    assert max(len(line) for line in table.splitlines()) <= 100  # a terminal's width
+    assert "  train, eval_base, eval_final (miles)\n" in table  # rules of one engine say it once
     assert main(["keys", "no_such_rule"]) == 2
     assert "no_such_rule" in capsys.readouterr().err
