@@ -1,4 +1,4 @@
-"""Send what a pipeline step prints to its Snakemake log file as well as to the terminal."""
+"""Send what a pipeline step prints to its Snakemake log file as well as to the terminal; its wall time to the log."""
 
 from __future__ import annotations
 
@@ -40,8 +40,9 @@ def logged(log_path: str | Path | None) -> Iterator[None]:
         start = time.monotonic()
         try:
             yield
-            # The stage's wall time, which mileage.provenance reads back (last line of its latest run).
-            print(f"mileage: wall time {time.monotonic() - start:.3f} s")
+            # The stage's wall time, which mileage.provenance reads back (last line of its latest run): for the
+            # log only, the terminal has Snakemake's progress.
+            log.write(f"mileage: wall time {time.monotonic() - start:.3f} s\n")
         except BaseException as exc:
             # KeyboardInterrupt carries no message: say what happened rather than print an empty one.
             detail = str(exc) or ("interrupted" if isinstance(exc, KeyboardInterrupt) else "")

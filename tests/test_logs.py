@@ -23,3 +23,12 @@ def test_ctrl_c_says_interrupted_not_an_empty_message(tmp_path: Path) -> None:
         raise KeyboardInterrupt
     lines = log.read_text(encoding="utf-8").splitlines()
     assert lines == ["step 3", "mileage: KeyboardInterrupt: interrupted"]
+
+
+def test_the_wall_time_goes_to_the_log_not_the_terminal(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "rule.log"
+    with logged(log):
+        print("evaluated 32 problems")
+    lines = log.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "evaluated 32 problems" and lines[1].startswith("mileage: wall time ")
+    assert capsys.readouterr().out == "evaluated 32 problems\n"
