@@ -30,7 +30,10 @@ def cmd_experiments(args) -> int:
     config_path = Path(args.config)
     resolver = ExperimentResolver(load_yaml(config_path), base_dir=config_path.parent.parent)
     for name, exp in resolver.resolve_all().items():
-        print(f"{name}\tengine={exp['engine']}\t{exp['description']}")
+        point = exp.get("sweep_point")
+        varies = f"\tsweep {point['of']}: " + ", ".join(f"{k}={v}" for k, v in point["values"].items()) if point else ""
+        seeds = f"\tseeds={','.join(map(str, exp['seeds']))}" if exp.get("seeds") else ""
+        print(f"{name}\tengine={exp['engine']}{seeds}{varies}\t{exp['description']}".rstrip("\t"))
     return 0
 
 

@@ -22,15 +22,14 @@ import yaml
 from mileage.cluster import gpu_memory_default
 from mileage.batch import BatchIdentityError, batch_identity
 from mileage.engines import get_engine
+from mileage.errors import ConfigError  # noqa: F401 - re-exported: mileage.config.ConfigError
+from mileage.eval_sets import check_set_names
+from mileage.sweeps import POINT_SEPARATOR, check_sweep, point_name, points, set_dotted
 from mileage.launch.ray_cluster import remote_host_problem
 from mileage.secrets import secret_config_problems
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 MODELS_DIR = "config/models"
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message starts with the key path or file it concerns."""
 
 
 def load_yaml(path: str | Path, what: str = "config file") -> Any:
@@ -222,18 +221,34 @@ class ExperimentResolver:
             f"{where}.extends: {parent!r} is neither an experiment of this config ({known}) nor a .yaml file"
         )
 
-    def resolve(self, name: str, entry: dict | None = None, where: str | None = None) -> dict:
-        if entry is None:
-            if name not in self.config["experiments"]:
-                known = ", ".join(sorted(self.config["experiments"]))
-                raise ConfigError(f"experiments.{name}: no such experiment (known: {known})")
-            entry = self.config["experiments"][name]
-        where = where or f"experiments.{name}"
+    def _merged(self, name: str, entry: Any, where: str) -> dict:
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: expected a mapping of experiment keys, got {entry!r}")
         merged = copy.deepcopy(self.config["defaults"])
         for layer in self._layer_chain(name, entry, where, (name,)):
             merged = deep_merge(merged, layer)
+        return merged
+
+    def resolve(self, name: str, entry: dict | None = None, where: str | None = None) -> dict:
+        """One experiment, or one point of a sweep by its name (`demo-lr~train.lr=0.001`)."""
+        if entry is None:
+            if name not in self.config["experiments"]:
+                parent = name.split(POINT_SEPARATOR)[0]
+                if POINT_SEPARATOR in name and parent in self.config["experiments"]:
+                    found = self.resolve_points(parent)
+                    if name in found:
+                        return found[name]
+                    raise ConfigError(f"experiments.{parent}: the sweep has no point {name!r} "
+                                      f"(its points: {', '.join(found)})")
+                known = ", ".join(sorted(self.config["experiments"]))
+                raise ConfigError(f"experiments.{name}: no such experiment (known: {known})")
+            entry = self.config["experiments"][name]
+        where = where or f"experiments.{name}"
+        merged = self._merged(name, entry, where)
+        if merged.get("sweep"):
+            listed = ", ".join(point_name(name, values) for values in points(merged["sweep"]))
+            raise ConfigError(f"{where}.sweep: {name} is a sweep, not one experiment: name one of its points "
+                              f"({listed})")
         merged.pop("extends", None)
         merged["label"] = entry.get("label")  # a display name is the experiment's own: never inherited
         exp = fill_defaults(merged, self._experiment_schema, self.schema)
@@ -248,8 +263,39 @@ class ExperimentResolver:
         get_engine(exp["engine"]).check_explicit_keys(exp, explicit_keys(merged), where)
         return exp
 
+    def resolve_points(self, name: str, entry: dict | None = None, where: str | None = None) -> dict[str, dict]:
+        """{name: experiment} of one configured experiment: itself, or every point of its sweep."""
+        entry = self.config["experiments"][name] if entry is None else entry
+        where = where or f"experiments.{name}"
+        sweep = self._merged(name, entry, where).get("sweep")
+        if not sweep:
+            exp = self.resolve(name, entry, where)
+            exp["sweep_point"] = None
+            return {name: exp}
+        check_sweep(sweep, self.schema, where)
+        out: dict[str, dict] = {}
+        seen: dict[str, str] = {}
+        for values in points(sweep):
+            layer = {**entry, "sweep": None}
+            for key, value in values.items():
+                layer = set_dotted(layer, key, value)
+            shown = ", ".join(f"{key}={value}" for key, value in values.items())
+            layer["label"] = f"{entry.get('label') or name} ({shown})"
+            point = point_name(name, values)
+            exp = self.resolve(point, layer, f"{where} (sweep point {shown})")
+            same = fingerprint({k: v for k, v in exp.items() if k != "label"})
+            if same in seen:
+                raise ConfigError(f"{where}.sweep: the points {seen[same]} and {point} resolve to the same "
+                                  f"experiment (a value equal to another once defaults apply)")
+            seen[same] = point
+            exp["sweep_point"] = {"of": name, "values": values}
+            out[point] = exp
+        return out
+
     def resolve_all(self) -> dict[str, dict]:
-        experiments = {name: self.resolve(name) for name in self.config["experiments"]}
+        experiments: dict[str, dict] = {}
+        for name in self.config["experiments"]:
+            experiments.update(self.resolve_points(name))
         labels: dict[str, str] = {}
         for name, exp in experiments.items():  # one display name per experiment in every figure and table
             label = exp["label"]
@@ -283,12 +329,7 @@ class ExperimentResolver:
                     )
             elif not model["repo"]:
                 raise ConfigError(f"{where}.model: source 'hf' needs model.card or model.repo")
-        sets = [exp["data"]["eval"], *exp["data"]["extra_eval"]]
-        names = [d["name"] for d in sets]
-        for i, set_name in enumerate(names):
-            if set_name in names[:i]:
-                raise ConfigError(f"{where}.data.eval[{i}].name: {set_name!r} names two evaluation sets (also "
-                                  f"data.eval[{names.index(set_name)}]); each needs its own name")
+        check_set_names(exp, where)
         splits = [("train", exp["data"]["train"]), ("eval", exp["data"]["eval"])]
         splits += [(f"eval[{i}]", d) for i, d in enumerate(exp["data"]["extra_eval"], start=1)]
         for split, data in splits:
@@ -300,7 +341,7 @@ class ExperimentResolver:
                     raise ConfigError(f"{key}.path: file {data['path']} not found")
             elif data["source"] == "hf" and not data["repo"]:
                 raise ConfigError(f"{key}.repo: required when source is 'hf'")
-        for key, problem in secret_config_problems(exp):
+        for key, problem in secret_config_problems(exp, get_engine(exp["engine"]).free_form_keys):
             raise ConfigError(f"{where}.{key}: {problem}")
         error, warning = remote_host_problem(exp["ray"]["host"], exp["ray"]["allow_remote"])
         if error:

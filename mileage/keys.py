@@ -18,15 +18,16 @@ from mileage.engines import ENGINE_NAMES, get_engine
 from mileage.engines.contract import ENGINE_STAGES
 
 # Top-level config sections that an experiment's rules read beside the experiment's own keys.
-CONFIG_SECTIONS = ("report", "plots")
+CONFIG_SECTIONS = ("report", "plots", "compare")
 
 # What the rules every engine shares read. The cache rules (datasets, demo model, warm start, model download)
 # are keyed by these values through mileage.layout, so an edit elsewhere never rebuilds them.
 SHARED_READS: dict[str, tuple[str, ...]] = {
     "summarize": ("data.eval.name", "rollout.reward", "report.bootstrap_samples", "report.bootstrap_seed"),
     "report": ("label", "data.eval.name", "report.title", "plots.formats"),
+    "headline": ("data.eval.name",),
     "plots": ("plots", "eval.n_samples_per_prompt"),
-    "compare": ("plots", "eval.n_samples_per_prompt", "label"),
+    "compare": ("plots", "eval.n_samples_per_prompt", "label", "compare"),
     "dataset": ("data.train", "data.eval"),
     "demo_model": ("model.demo",),
     "warm_start": ("warm_start", "data.train.source", "data.train.demo.max_operand", "data.train.demo.operations"),
@@ -45,11 +46,7 @@ RESUME_SAFE: dict[str, str] = {
     "ray": "where the job runs",
     "tracking": "trackers",
     "resources": "the hardware the job asks for",
-    "miles.miles_dir": "where the miles checkout is",
-    "miles.megatron_dir": "where the Megatron-LM checkout is",
-    "miles.python": "which interpreter runs train.py",
-    "miles.container": "which image runs the rules",
-}
+}  # each engine adds its own keys (Engine.resume_safe): resume_safe_keys
 
 # Conditions under which a RESUME_SAFE key is safe, read on the training's own params.
 RESUME_CONDITIONS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
@@ -96,13 +93,24 @@ def expand(paths: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(set(out)))
 
 
+# Keys that choose which view of the experiment a rule reads (mileage.eval_sets) rather than being read: the rule
+# reads their effect (the evaluation sets as data.eval / data.extra_eval), so they are in no rule's params.
+VIEW_KEYS: dict[str, str] = {
+    "eval.sets": "training reads the sets it evaluates as data.eval and data.extra_eval (eval_sets.training_view)",
+    "data.headline_eval": "the report, figures and comparison read the headline set as data.eval "
+                          "(eval_sets.headline_view)",
+}
+
+
 def stage_reads(stage: str, engine: str) -> tuple[str, ...]:
     """The leaves rule `stage` reads for an experiment of `engine`."""
     if stage in SHARED_READS:
-        return expand(SHARED_READS[stage])
-    if stage not in ENGINE_STAGES:
+        declared = expand(SHARED_READS[stage])
+    elif stage in ENGINE_STAGES:
+        declared = expand(get_engine(engine).reads[stage])
+    else:
         raise KeyError(f"no rule {stage!r} (known: {', '.join(STAGES)})")
-    return expand(get_engine(engine).reads[stage])
+    return tuple(leaf for leaf in declared if leaf not in VIEW_KEYS)
 
 
 # ---- params ---------------------------------------------------------------------------------------------------------
@@ -152,9 +160,16 @@ def stage_params(stage: str, name: str | None, exp: Mapping[str, Any], config: M
 
 # ---- resume -----------------------------------------------------------------------------------------------------------
 
-def resume_safe(leaf: str, params: Mapping[str, Any] | None = None) -> bool:
-    """Whether a change of `leaf` may continue an existing run (with `params`, the conditional ones decided)."""
-    for key in RESUME_SAFE:
+def resume_safe_keys(engine: str) -> dict[str, str]:
+    """The keys a training run of `engine` may continue across (why, beside each): the shared ones and its own."""
+    return {**RESUME_SAFE, **get_engine(engine).resume_safe}
+
+
+def resume_safe(leaf: str, params: Mapping[str, Any] | None = None, engine: str | None = None) -> bool:
+    """Whether a change of `leaf` may continue an existing run of `engine` (default: the params' engine; with
+    `params`, the conditional ones decided)."""
+    engine = engine or (params or {}).get("engine")
+    for key in resume_safe_keys(engine) if engine else RESUME_SAFE:
         if leaf == key or leaf.startswith(key + "."):
             condition = RESUME_CONDITIONS.get(key)
             return condition is None or params is None or condition(params)
@@ -171,6 +186,44 @@ def identity_of(train_params: Mapping[str, Any]) -> dict:
         if key not in identity and not any(leaf.split(".")[0] == key for leaf in stage_reads("train", engine)):
             identity[key] = value  # name, card: not config keys
     return canonical(identity)
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@lru_cache(maxsize=1)
+def _default_experiment() -> dict:
+    from mileage.config import fill_defaults
+
+    schema = load_schema()
+    return fill_defaults({}, schema["$defs"]["experiment"], schema)
+
+
+def _default_of(dotted: str) -> Any:
+    node: Any = _default_experiment()
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return KeyError  # no default: never taken as one
+        node = node[part]
+    return canonical(node)
+
+
+def upgrade_added_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str] | None:
+    """The keys a newer mileage added to a run's identity, when that is the only difference and each is at its schema
+    default (what the older mileage did without the key): the same training, so a finished run is never trained
+    again by an upgrade. None when the identities differ otherwise."""
+    old_flat, new_flat = _flat(old), _flat(new)
+    if any(key not in new_flat or new_flat[key] != value for key, value in old_flat.items()):
+        return None
+    added = sorted(set(new_flat) - set(old_flat))
+    return added if all(new_flat[key] == _default_of(key) for key in added) else None
 
 
 # ---- the table -------------------------------------------------------------------------------------------------------
@@ -194,7 +247,8 @@ def declaration(stage: str | None = None) -> list[tuple[str, list[str], str]]:
         if stage is not None and not rules:
             continue
         if any(r.startswith("train[") for r in rules):
-            policy = "continues the run" if resume_safe(leaf) else "starts afresh"
+            engine = next(r[len("train["):-1] for r in rules if r.startswith("train["))
+            policy = "continues the run" if resume_safe(leaf, engine=engine) else "starts afresh"
             if leaf in RESUME_CONDITIONS:
                 policy += " (constant lr only)"
         else:

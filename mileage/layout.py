@@ -147,13 +147,26 @@ class Layout:
         return f"{self.results}/cache/base-eval/{key}.samples.jsonl"
 
 
-# ---- evaluation sets ------------------------------------------------------------------------------------------
+# ---- the layout before evaluation sets were an axis ------------------------------------------------------------
 
-def eval_set_view(exp: dict, name: str) -> dict:
-    """`exp` as if its evaluation set `name` (one of `data.extra_eval`) were `data.eval`: what that set's evaluation
-    and summary rules read, so they are the single-set rules' work on another dataset."""
-    sets = {data["name"]: data for data in exp["data"]["extra_eval"]}
-    return {**exp, "data": {**exp["data"], "eval": sets[name], "extra_eval": []}}
+def migrate_eval_layout(results: str, first_sets: dict[str, str], log=print) -> list[tuple[Path, Path]]:
+    """Move each run's evaluations of its first set from `eval/{base,final}.samples.jsonl` (the layout before every set
+    had `eval/<set>/`) to `eval/<set>/`, once, saying so: a finished run's final evaluation is kept, not redone.
+    `first_sets`: {run: the name of its first evaluation set}. Returns the moves made."""
+    moves = []
+    for run, first in first_sets.items():
+        old_dir = Path(results) / run / "eval"
+        for name in ("base.samples.jsonl", "final.samples.jsonl"):
+            old, new = old_dir / name, old_dir / first / name
+            if old.is_file() and not new.exists():
+                new.parent.mkdir(parents=True, exist_ok=True)
+                old.rename(new)  # keeps the file's time: nothing downstream looks newer
+                moves.append((old, new))
+    if moves:
+        log(f"mileage: results laid out before evaluation sets had their own directories: moved {len(moves)} "
+            f"evaluation file(s) under eval/<set>/ ({', '.join(f'{a} -> {b}' for a, b in moves[:4])}"
+            f"{', ...' if len(moves) > 4 else ''})")
+    return moves
 
 
 # ---- replicates -----------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from mileage.atomic import write_json
 from mileage.config import fingerprint
 from mileage.digest import file_sha256
 from mileage.engines.contract import Checkpoint, Engine
-from mileage.keys import identity_of
+from mileage.keys import identity_of, upgrade_added_keys
 from mileage.layout import cache_relative
 from mileage.metrics.events import MetricEvent, rollout_id_of
 from mileage.run_lock import LOCK_NAME, RunDirLocked, run_dir_lock  # noqa: F401 (RunDirLocked: for callers)
@@ -99,7 +99,12 @@ def _plan_run(run_dir: Path, identity: dict, engine: Engine, train: Mapping, log
         return _start(run_dir, digest, identity)
     stamp = run_dir / "fingerprint.json"
     previous = json.loads(stamp.read_text()) if stamp.is_file() else {}
-    if previous.get("fingerprint") != digest:
+    added = upgrade_added_keys(previous.get("identity", {}), identity) if previous else None
+    if previous.get("fingerprint") != digest and added:
+        log(f"mileage: the run in {run_dir} was made before mileage knew {', '.join(added)}; at their defaults they "
+            f"are the training it made: kept as the same run")
+        write_json(stamp, {"fingerprint": digest, "identity": identity})
+    elif previous.get("fingerprint") != digest:
         old = previous.get("identity", {})
         changed = sorted(k for k in set(identity) | set(old) if identity.get(k) != old.get(k))
         _set_aside(run_dir, f"the training configuration changed ({', '.join(changed) or 'unknown'})", log)

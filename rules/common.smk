@@ -12,6 +12,9 @@ from mileage.config import ConfigError, ExperimentResolver
 from mileage.environment import prepend_pythonpath
 from mileage.layout import Layout, expand_replicates
 from mileage.engines import engine_of
+from mileage.eval_sets import headline_name, set_names
+from mileage.keys import canonical
+from mileage.layout import migrate_eval_layout
 from mileage.pins import ENV_FILES
 from mileage.stages import params as stage_params
 from mileage.stages.models import memory_refusal
@@ -56,21 +59,49 @@ PATHS = {
 EXP_NAMES = sorted(EXPERIMENTS)
 # What the comparison lists (a replicated experiment once, by its aggregate); colours follow this order.
 TOP_NAMES = sorted(DECLARED)
-# The other evaluation sets of each run and experiment (data.extra_eval), by name.
+# Every evaluation set of each run and experiment, by name, and the one that heads its report (mileage.eval_sets).
 EVAL_SETS = {
-    name: [data["name"] for data in exp["data"]["extra_eval"]]
-    for name, exp in [*EXPERIMENTS.items(), *DECLARED.items()]
+    name: set_names(exp) for name, exp in [*EXPERIMENTS.items(), *DECLARED.items()]
 }
+HEADLINE = {
+    name: headline_name(exp) for name, exp in [*EXPERIMENTS.items(), *DECLARED.items()]
+}
+# What gets a report and figures: every run, and the aggregate of each replicated experiment.
+RESULT_NAMES = [*EXP_NAMES, *REPLICATED]
+# Results laid out before evaluation sets were an axis: their evaluations move once under eval/<set>/.
+if workflow.is_main_process:
+    migrate_eval_layout(R, {name: EVAL_SETS[name][0] for name in EXP_NAMES})
 COLOR_INDEX = {
     name: TOP_NAMES.index(DECLARED_OF.get(name, name))
     for name in [*EXP_NAMES, *REPLICATED]
 }
 
 
-def params_of(stage):
-    """An input function: the params of rule `stage` (mileage.keys) for the experiment of the wildcards."""
-    return lambda w: stage_params.rule_params(
-        stage, w.exp, EXPERIMENTS[w.exp], CFG, LAYOUT
+def emit(value):
+    """Every rule's params reach Snakemake through here: canonical (mileage.keys.canonical: mappings sorted at every
+    depth), so rewriting the YAML with the same values in another order or style makes no job stale."""
+    if callable(value):
+        return lambda w: canonical(value(w))
+    return canonical(value)
+
+
+def experiment_of(name):
+    """A training run (a seed, a sweep point, an experiment) or a replicated experiment, by its results name."""
+    return EXPERIMENTS[name] if name in EXPERIMENTS else DECLARED[name]
+
+
+def params_of(stage, wildcard="exp"):
+    """The params of rule `stage` (mileage.keys) for the run or experiment the wildcard names, canonical; a
+    per-set rule's for the set of the `set` wildcard."""
+    return emit(
+        lambda w: stage_params.rule_params(
+            stage,
+            w[wildcard],
+            experiment_of(w[wildcard]),
+            CFG,
+            LAYOUT,
+            eval_set=w.get("set"),
+        )
     )
 
 
@@ -133,6 +164,7 @@ def exp_container(w):
 wildcard_constraints:
     exp=names_regex(EXP_NAMES),
     agg=names_regex(REPLICATED),
+    result=names_regex(RESULT_NAMES),
     set=names_regex(sorted({s for sets in EVAL_SETS.values() for s in sets})),
 
 
@@ -141,9 +173,18 @@ def path_of(key):
     return lambda wildcards: PATHS[wildcards.exp][key]
 
 
-def set_summaries_of(exp):
-    """{set: summary.json} of the other evaluation sets of run or aggregate `exp` (data.extra_eval)."""
-    return {s: f"{R}/{exp}/eval/{s}/summary.json" for s in EVAL_SETS[exp]}
+def set_summaries_of(name):
+    """{set: summary.json} of the evaluation sets of run or aggregate `name` other than its headline."""
+    return {
+        s: f"{R}/{name}/eval/{s}/summary.json"
+        for s in EVAL_SETS[name]
+        if s != HEADLINE[name]
+    }
+
+
+def runs_of(name):
+    """The training runs whose curves a result draws: a run itself, or every seed of a replicated experiment."""
+    return REPLICATED[name]["runs"] if name in REPLICATED else [name]
 
 
 def gpus_of(wildcards):
@@ -162,11 +203,8 @@ def base_eval_exp(key):
 
 
 def base_evals_of(name):
-    """The shared base evaluations run `name` reads: data.eval's and each other evaluation set's."""
-    return [
-        PATHS[name]["base_eval"],
-        *(s["base_eval"] for s in PATHS[name]["eval_sets"].values()),
-    ]
+    """The shared base evaluations run `name` reads: one per evaluation set."""
+    return [s["base_eval"] for s in PATHS[name]["eval_sets"].values()]
 
 
 def all_targets():
@@ -176,16 +214,12 @@ def all_targets():
             f"{R}/{name}/metrics/{kind}.tsv"
             for kind in ("rollout", "train", "perf", "eval")
         ]
+    for name in RESULT_NAMES:
         targets += [f"{R}/{name}/eval/{s}/summary.json" for s in EVAL_SETS[name]]
         targets += [
             f"{R}/{name}/report/summary.json",
             f"{R}/{name}/report/report.md",
             f"{R}/{name}/report/figures",
-        ]
-    for name in REPLICATED:
-        targets += [
-            f"{R}/{name}/report/{out}"
-            for out in ("summary.json", "report.md", "figures")
         ]
     targets += [f"{R}/compare/final_scores.tsv", f"{R}/compare/figures"]
     return targets

@@ -11,7 +11,7 @@ rule demo_dataset:
     conda:
         ENV_ANALYSIS
     params:
-        dataset=lambda w: LAYOUT.demo_data[w.key],
+        dataset=emit(lambda w: LAYOUT.demo_data[w.key]),
     script:
         "../scripts/demo_dataset.py"
 
@@ -28,7 +28,7 @@ rule file_dataset:
     conda:
         ENV_ANALYSIS
     params:
-        dataset=lambda w: LAYOUT.file_data[w.key],
+        dataset=emit(lambda w: LAYOUT.file_data[w.key]),
     script:
         "../scripts/file_dataset.py"
 
@@ -43,8 +43,8 @@ rule fetch_dataset:
     conda:
         ENV_ANALYSIS
     params:
-        dataset=lambda w: LAYOUT.hf_data[w.key],
-        lock=CFG["hf_lock"],
-        cache_dir=f"{R}/cache/hf-hub",
+        dataset=emit(lambda w: LAYOUT.hf_data[w.key]),
+        lock=emit(CFG["hf_lock"]),
+        cache_dir=emit(f"{R}/cache/hf-hub"),
     script:
         "../scripts/fetch_dataset.py"

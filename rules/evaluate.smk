@@ -1,5 +1,6 @@
 # Stand-alone evaluation of the starting model and of the final checkpoint, each with its own params, every
-# sample kept; then the summary (avg@k, pass@1..k, maj@k with bootstrap intervals).
+# sample kept; then the summary (avg@k, pass@1..k, maj@k with bootstrap intervals). One rule per stage for every
+# evaluation set, by name: results/<run>/eval/<set>/.
 
 
 rule eval_base:
@@ -21,19 +22,19 @@ rule eval_base:
         mem_mb=lambda w: cluster.mem_mb(base_eval_exp(w.key)),
         cpus_per_task=lambda w: cluster.cpus_per_task(base_eval_exp(w.key)),
     params:
-        evaluation=lambda w: LAYOUT.base_evals[w.key]["params"],
+        evaluation=emit(lambda w: LAYOUT.base_evals[w.key]["params"]),
     script:
         "../scripts/evaluate.py"
 
 
 rule base_samples:
     input:
-        path_of("base_eval"),
+        lambda w: PATHS[w.exp]["eval_sets"][w.set]["base_eval"],
     output:
-        f"{R}/{{exp}}/eval/base.samples.jsonl",
+        f"{R}/{{exp}}/eval/{{set}}/base.samples.jsonl",
     log:
-        f"{R}/{{exp}}/logs/base_samples.log",
-    # The shared base evaluation, under the experiment's name (a copy: the samples are small).
+        f"{R}/{{exp}}/logs/base_samples-{{set}}.log",
+    # The shared base evaluation, under the run's name (a copy: the samples are small).
     localrule: True
     conda:
         ENV_ANALYSIS
@@ -43,11 +44,11 @@ rule base_samples:
 
 rule eval_final:
     input:
-        unpack(path_of("final_eval_inputs")),
+        unpack(lambda w: PATHS[w.exp]["eval_sets"][w.set]["final_eval_inputs"]),
     output:
-        f"{R}/{{exp}}/eval/final.samples.jsonl",
+        f"{R}/{{exp}}/eval/{{set}}/final.samples.jsonl",
     log:
-        f"{R}/{{exp}}/logs/eval_final.log",
+        f"{R}/{{exp}}/logs/eval_final-{{set}}.log",
     conda:
         exp_env
     container:
@@ -65,64 +66,6 @@ rule eval_final:
 
 rule summarize:
     input:
-        base=f"{R}/{{exp}}/eval/base.samples.jsonl",
-        final=f"{R}/{{exp}}/eval/final.samples.jsonl",
-    output:
-        f"{R}/{{exp}}/report/summary.json",
-    log:
-        f"{R}/{{exp}}/logs/summarize.log",
-    conda:
-        ENV_ANALYSIS
-    params:
-        summary=params_of("summarize"),
-    script:
-        "../scripts/summarize.py"
-
-
-# More evaluation sets (data.extra_eval, from a data.eval list): each evaluated, summarised and plotted like
-# data.eval, under results/<exp>/eval/<set>/ (data.eval keeps results/<exp>/eval/ and report/summary.json).
-
-
-rule base_samples_set:
-    input:
-        lambda w: PATHS[w.exp]["eval_sets"][w.set]["base_eval"],
-    output:
-        f"{R}/{{exp}}/eval/{{set}}/base.samples.jsonl",
-    log:
-        f"{R}/{{exp}}/logs/base_samples-{{set}}.log",
-    localrule: True
-    conda:
-        ENV_ANALYSIS
-    shell:
-        "cp {input:q} {output:q} 2> {log:q}"
-
-
-rule eval_final_set:
-    input:
-        unpack(lambda w: PATHS[w.exp]["eval_sets"][w.set]["final_eval_inputs"]),
-    output:
-        f"{R}/{{exp}}/eval/{{set}}/final.samples.jsonl",
-    log:
-        f"{R}/{{exp}}/logs/eval_final-{{set}}.log",
-    conda:
-        exp_env
-    container:
-        exp_container
-    resources:
-        gpu=gpus_of,
-        runtime=cluster_of("eval_runtime_minutes"),
-        mem_mb=cluster_of("mem_mb"),
-        cpus_per_task=cluster_of("cpus_per_task"),
-    params:
-        evaluation=lambda w: stage_params.eval_set_params(
-            "eval_final", w.exp, EXPERIMENTS[w.exp], w.set, CFG, LAYOUT
-        ),
-    script:
-        "../scripts/evaluate.py"
-
-
-rule summarize_set:
-    input:
         base=f"{R}/{{exp}}/eval/{{set}}/base.samples.jsonl",
         final=f"{R}/{{exp}}/eval/{{set}}/final.samples.jsonl",
     output:
@@ -132,8 +75,24 @@ rule summarize_set:
     conda:
         ENV_ANALYSIS
     params:
-        summary=lambda w: stage_params.eval_set_params(
-            "summarize", w.exp, EXPERIMENTS[w.exp], w.set, CFG, LAYOUT
-        ),
+        summary=params_of("summarize"),
     script:
         "../scripts/summarize.py"
+
+
+rule headline:
+    input:
+        lambda w: f"{R}/{w.result}/eval/{HEADLINE[w.result]}/summary.json",
+    output:
+        f"{R}/{{result}}/report/summary.json",
+    log:
+        f"{R}/{{result}}/logs/headline.log",
+    # The headline set's summary (data.headline_eval) as the result's own: what its report and the comparison lead
+    # with. Changing the headline reruns this copy and what reads it, never an evaluation.
+    localrule: True
+    conda:
+        ENV_ANALYSIS
+    params:
+        headline=params_of("headline", wildcard="result"),
+    shell:
+        "cp {input:q} {output:q} 2> {log:q}"

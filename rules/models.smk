@@ -12,7 +12,7 @@ rule demo_model:
     conda:
         ENV_LOCAL_MODELS
     params:
-        model=lambda w: LAYOUT.demo_models[w.key],
+        model=emit(lambda w: LAYOUT.demo_models[w.key]),
     script:
         "../scripts/demo_model.py"
 
@@ -29,7 +29,7 @@ rule warm_start:
     conda:
         ENV_LOCAL_MODELS
     params:
-        warm=lambda w: stage_params.warm_start_params(LAYOUT.warm_models[w.key]),
+        warm=emit(lambda w: stage_params.warm_start_params(LAYOUT.warm_models[w.key])),
     script:
         "../scripts/warm_start.py"
 
@@ -59,9 +59,9 @@ rule fetch_model:
     conda:
         ENV_ANALYSIS
     params:
-        model=lambda w: LAYOUT.hf_models[w.key],
-        lock=CFG["hf_lock"],
-        cache_dir=f"{R}/cache/hf-hub",
+        model=emit(lambda w: LAYOUT.hf_models[w.key]),
+        lock=emit(CFG["hf_lock"]),
+        cache_dir=emit(f"{R}/cache/hf-hub"),
     script:
         "../scripts/fetch_model.py"
 
@@ -83,6 +83,6 @@ rule convert_model:
     resources:
         gpu=1,
     params:
-        convert=lambda w: CONVERSIONS(w.key),
+        convert=emit(lambda w: CONVERSIONS(w.key)),
     script:
         "../scripts/convert_model.py"

@@ -3,54 +3,60 @@
 
 rule report:
     input:
-        summary=f"{R}/{{exp}}/report/summary.json",
-        metrics=f"{R}/{{exp}}/metrics/rollout.tsv",
-        sets=lambda w: list(set_summaries_of(w.exp).values()),
+        summary=f"{R}/{{result}}/report/summary.json",
+        metrics=f"{R}/{{result}}/metrics/rollout.tsv",
+        sets=lambda w: list(set_summaries_of(w.result).values()),
     output:
-        f"{R}/{{exp}}/report/report.md",
+        f"{R}/{{result}}/report/report.md",
         # The same report as one HTML page: Snakemake's report shows HTML inline, Markdown only as a download.
         html=report(
-            f"{R}/{{exp}}/report/report.html",
+            f"{R}/{{result}}/report/report.html",
             caption="../report/report.rst",
-            category="{exp}",
+            category="{result}",
         ),
-        scores_tex=f"{R}/{{exp}}/report/final_scores.tex",
-        hyperparameters_tex=f"{R}/{{exp}}/report/hyperparameters.tex",
+        scores_tex=f"{R}/{{result}}/report/final_scores.tex",
+        hyperparameters_tex=f"{R}/{{result}}/report/hyperparameters.tex",
     log:
-        f"{R}/{{exp}}/logs/report.log",
+        f"{R}/{{result}}/logs/report.log",
     conda:
         ENV_ANALYSIS
     params:
-        report=params_of("report"),
-        sets=lambda w: set_summaries_of(w.exp),
+        report=params_of("report", wildcard="result"),
+        sets=emit(lambda w: set_summaries_of(w.result)),
     script:
         "../scripts/report.py"
 
 
+# One rule for a run and for the aggregate of seeds: an aggregate draws its seeds' curves with a band.
 rule plots:
     input:
-        summary=f"{R}/{{exp}}/report/summary.json",
-        tables=expand(
-            f"{R}/{{{{exp}}}}/metrics/{{kind}}.tsv",
-            kind=("rollout", "train", "perf", "eval"),
+        summary=f"{R}/{{result}}/report/summary.json",
+        tables=lambda w: [
+            f"{R}/{run}/metrics/{kind}.tsv"
+            for run in runs_of(w.result)
+            for kind in ("rollout", "train", "perf", "eval")
+        ],
+        # A single run's in-training eval records give its eval curve's error bars; seeds give a band instead.
+        eval_samples=lambda w: (
+            [] if w.result in REPLICATED else [f"{R}/{w.result}/train/eval_samples.jsonl"]
         ),
-        eval_samples=f"{R}/{{exp}}/train/eval_samples.jsonl",
-        sets=lambda w: list(set_summaries_of(w.exp).values()),
+        sets=lambda w: list(set_summaries_of(w.result).values()),
     output:
         report(
-            directory(f"{R}/{{exp}}/report/figures"),
+            directory(f"{R}/{{result}}/report/figures"),
             patterns=["{name}.png"],
             caption="../report/figures.rst",  # one caption per figure, chosen by its {name}
-            category="{exp}",
+            category="{result}",
         ),
     log:
-        f"{R}/{{exp}}/logs/plots.log",
+        f"{R}/{{result}}/logs/plots.log",
     conda:
         ENV_ANALYSIS
     params:
-        plots=params_of("plots"),
-        color_index=lambda w: COLOR_INDEX[w.exp],
-        sets=lambda w: set_summaries_of(w.exp),
+        plots=params_of("plots", wildcard="result"),
+        color_index=emit(lambda w: COLOR_INDEX[w.result]),
+        sets=emit(lambda w: set_summaries_of(w.result)),
+        runs=emit(lambda w: [f"{R}/{run}" for run in runs_of(w.result)]),
     script:
         "../scripts/plots.py"
 
@@ -95,7 +101,7 @@ rule compare:
     conda:
         ENV_ANALYSIS
     params:
-        experiments={name: f"{R}/{name}" for name in TOP_NAMES},
-        compare=stage_params.compare_params(DECLARED, CFG),
+        experiments=emit({name: f"{R}/{name}" for name in TOP_NAMES}),
+        compare=emit(stage_params.compare_params(DECLARED, CFG)),
     script:
         "../scripts/compare.py"

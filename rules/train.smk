@@ -22,7 +22,7 @@ rule train:
         cpus_per_task=cluster_of("cpus_per_task"),
     params:
         train=params_of("train"),
-        run_dir=lambda w: f"{R}/{w.exp}/run",
+        run_dir=emit(lambda w: f"{R}/{w.exp}/run"),
     script:
         "../scripts/train.py"
 

@@ -1,10 +1,7 @@
-"""Rule aggregate: the across-seed summary, metric tables, figures and report of a replicated experiment."""
-from pathlib import Path
-
+"""Rule aggregate: one evaluation set of a replicated experiment, over its seeds (statistics only)."""
 from mileage.logs import logged
-from mileage.stages.report import aggregate
+from mileage.stages.aggregate import aggregate_set
 
 with logged(snakemake.log[0]):
-    outdir = str(Path(snakemake.output.summary).parent.parent)
-    aggregate(snakemake.wildcards.agg, snakemake.params.seeds, snakemake.params.runs, outdir,
-              snakemake.params.aggregate, color_index=snakemake.params.color_index, eval_sets=snakemake.params.sets)
+    aggregate_set(snakemake.wildcards.agg, snakemake.params.seeds, list(snakemake.input.summaries),
+                  snakemake.output[0], snakemake.params.summary)

@@ -1,5 +1,6 @@
-"""Several evaluation sets: `data.eval` as a list is data.eval (the first) plus data.extra_eval, names unique, each
-set evaluated, summarised and plotted under its own name, and evaluated in training by both engines."""
+"""The evaluation-set axis: `data.eval` as a list names sets, each evaluated on the base and final models and summarised
+under its own name by one rule per stage; the sets evaluated inside training are `eval.sets` (default the first), so
+adding a set trains nothing; the headline set is a setting (`data.headline_eval`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 import yaml
 
 from mileage.config import ConfigError, ExperimentResolver
-from mileage.layout import Layout, eval_set_view
-from mileage.stages.params import eval_set_params, experiment_paths
+from mileage.eval_sets import headline_view, set_view, training_view
+from mileage.layout import Layout, migrate_eval_layout
+from mileage.stages.params import experiment_paths, rule_params
 from pipeline_helpers import ROOT, copy_repo, edit_config, planned_jobs
 
 CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -24,8 +26,12 @@ def with_eval(evaluation) -> dict:
     return config
 
 
-def demo_with_sets() -> tuple[dict, dict]:
-    resolver = ExperimentResolver(with_eval([CONFIG["experiments"]["demo"]["data"]["eval"], SUB]), base_dir=ROOT)
+def demo_with_sets(**demo_keys) -> tuple[dict, dict]:
+    config = with_eval([CONFIG["experiments"]["demo"]["data"]["eval"], SUB])
+    for dotted, value in demo_keys.items():
+        section, key = dotted.split("__")
+        config["experiments"]["demo"].setdefault(section, {})[key] = value
+    resolver = ExperimentResolver(config, base_dir=ROOT)
     return resolver.resolve("demo"), resolver.config
 
 
@@ -51,26 +57,72 @@ def test_bad_eval_lists_are_errors_naming_the_item(evaluation, message):
         ExperimentResolver(with_eval(evaluation), base_dir=ROOT).resolve_all()
 
 
+@pytest.mark.parametrize("keys, message", [
+    ({"eval__sets": ["arith", "nope"]}, r"experiments\.demo\.eval\.sets\[1\]: 'nope' is not an evaluation set of data\.eval "
+                                       r"\(arith, sub\)"),
+    ({"data__headline_eval": "aime"}, r"experiments\.demo\.data\.headline_eval: 'aime' is not an evaluation set"),
+])
+def test_named_sets_must_be_sets_of_data_eval(keys, message):
+    with pytest.raises(ConfigError, match=message):
+        demo_with_sets(**keys)
+
+
 def test_each_set_has_its_own_data_base_evaluation_and_final_evaluation_inputs():
     exp, config = demo_with_sets()
     layout = Layout(results="results", base_dir=ROOT)
     paths = experiment_paths(layout, "demo", exp, config)
-    sub = paths["eval_sets"]["sub"]
-    assert sub["final_eval_inputs"]["data"] != paths["eval_data"]
-    assert paths["train_inputs"]["eval_data_1"] == sub["final_eval_inputs"]["data"]
-    assert sub["base_eval"] != paths["base_eval"] and len(layout.base_evals) == 2
-    view = eval_set_view(exp, "sub")
-    assert view["data"]["eval"]["name"] == "sub" and view["data"]["extra_eval"] == []
-    params = eval_set_params("summarize", "demo", exp, "sub", config, layout)
-    assert params["data"]["eval"]["name"] == "sub"
+    arith, sub = paths["eval_sets"]["arith"], paths["eval_sets"]["sub"]
+    assert sub["final_eval_inputs"]["data"] != arith["final_eval_inputs"]["data"]
+    assert sub["base_eval"] != arith["base_eval"] and len(layout.base_evals) == 2
+    for name in ("arith", "sub"):  # no set is special: the same view and the same rule params for each
+        view = set_view(exp, name)
+        assert view["data"]["eval"]["name"] == name and view["data"]["extra_eval"] == []
+        params = rule_params("summarize", "demo", exp, config, layout, eval_set=name)
+        assert params["data"]["eval"]["name"] == name
 
 
-def test_local_training_evaluates_every_set():
+def test_adding_a_set_leaves_training_untouched_unless_it_is_evaluated_in_training():
+    single = ExperimentResolver(copy.deepcopy(CONFIG), base_dir=ROOT)
+    layout = Layout(results="results", base_dir=ROOT)
+    before = rule_params("train", "demo", single.resolve("demo"), single.config, layout)
+    exp, config = demo_with_sets()
+    assert rule_params("train", "demo", exp, config, layout) == before
+    assert experiment_paths(layout, "demo", exp, config)["train_inputs"] == experiment_paths(
+        layout, "demo", single.resolve("demo"), single.config)["train_inputs"]
+    both, config = demo_with_sets(eval__sets=["sub", "arith"])
+    train = rule_params("train", "demo", both, config, layout)
+    assert train != before and train["data"]["eval"]["name"] == "sub"
+    assert [d["name"] for d in training_view(both)["data"]["extra_eval"]] == ["arith"]
+
+
+def test_the_headline_is_a_setting_that_reaches_only_the_report_rules():
+    layout = Layout(results="results", base_dir=ROOT)
+    exp, config = demo_with_sets()
+    head, config_head = demo_with_sets(data__headline_eval="sub")
+    assert headline_view(head)["data"]["eval"]["name"] == "sub"
+    assert [d["name"] for d in headline_view(head)["data"]["extra_eval"]] == ["arith"]
+    for stage in ("report", "headline"):
+        assert rule_params(stage, "demo", head, config_head, layout) != rule_params(stage, "demo", exp, config, layout)
+    for stage in ("train", "eval_final", "eval_base", "summarize"):
+        assert rule_params(stage, "demo", head, config_head, layout, eval_set=None if stage == "train" else "sub") == \
+            rule_params(stage, "demo", exp, config, layout, eval_set=None if stage == "train" else "sub")
+
+
+def test_results_of_the_layout_before_sets_move_once_under_their_set(tmp_path):
+    old = tmp_path / "results" / "demo" / "eval"
+    old.mkdir(parents=True)
+    (old / "final.samples.jsonl").write_text("{}\n")
+    said = []
+    moves = migrate_eval_layout(str(tmp_path / "results"), {"demo": "arith"}, log=said.append)
+    assert (old / "arith" / "final.samples.jsonl").read_text() == "{}\n" and not (old / "final.samples.jsonl").exists()
+    assert len(moves) == 1 and "moved 1 evaluation file" in said[0]
+    assert migrate_eval_layout(str(tmp_path / "results"), {"demo": "arith"}, log=said.append) == []  # once
+
+
+def test_local_training_evaluates_every_set_of_eval_sets():
     from mileage.engines.local.engine import job_spec
 
-    exp, config = demo_with_sets()
-    from mileage.stages.params import rule_params
-
+    exp, config = demo_with_sets(eval__sets=["arith", "sub"])
     train = rule_params("train", "demo", exp, config, Layout(results="results", base_dir=ROOT))
     spec = job_spec(train, {"model": "/m", "train_data": "/t.jsonl", "eval_data": "/e.jsonl",
                             "eval_data_1": "/sub.jsonl"}, Path("/tmp/run"))
@@ -89,9 +141,10 @@ def test_miles_training_gets_an_eval_prompt_data_pair_per_set():
     assert paths.eval_data == [("aime", "/d/aime24.jsonl"), ("aime25", "/d/aime25.jsonl")]
 
 
-def test_the_plan_evaluates_and_summarises_each_set(tmp_path):
+@pytest.mark.slow
+def test_the_plan_evaluates_and_summarises_each_set_by_one_rule_per_stage(tmp_path):
     repo = copy_repo(tmp_path / "repo")
     edit_config(repo, lambda c: c["experiments"]["demo"]["data"].update(eval=[c["experiments"]["demo"]["data"]["eval"], SUB]))
     jobs = planned_jobs(repo)
-    assert jobs["eval_base"] == 2 and jobs["eval_final"] == 1 and jobs["eval_final_set"] == 1
-    assert jobs["summarize"] == 1 and jobs["summarize_set"] == 1 and jobs["train"] == 1
+    assert jobs["eval_base"] == 2 and jobs["eval_final"] == 2 and jobs["summarize"] == 2 and jobs["base_samples"] == 2
+    assert jobs["train"] == 1 and jobs["headline"] == 1

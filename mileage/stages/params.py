@@ -7,73 +7,101 @@ only training's, and rewriting the YAML without changing a value changes nothing
 from __future__ import annotations
 
 from mileage.engines import engine_of
-from mileage.keys import stage_params
-from mileage.layout import Layout, eval_set_view
+from mileage.eval_sets import all_sets, headline_view, set_view, training_names, training_view
+from mileage.keys import canonical, stage_params
+from mileage.layout import Layout
+
+# Which view of the experiment each rule reads (mileage.eval_sets): a per-set rule sees its set as data.eval,
+# training sees the sets it evaluates in the run, the report and figures lead with the headline set.
+TRAINING_STAGES = ("train", "preflight", "convert_model", "export_hf")
+HEADLINE_STAGES = ("report", "plots", "compare", "headline")
 
 
 def experiment_paths(layout: Layout, name: str, exp: dict, config: dict, declared: dict | None = None) -> dict:
     """Paths of one experiment's inputs; registers every shared cache entry it needs with `layout`. `declared`: the
     experiment as configured when `exp` is one of its replicate seeds (the base evaluation is built from it, so
-    the replicates share one)."""
+    the replicates share one). Every evaluation set, by name, in `eval_sets`: its data, the inputs of its final
+    evaluation and its shared base evaluation."""
     engine = engine_of(exp)
-    paths = {
-        "train_data": layout.dataset(exp, "train"),
-        "eval_data": layout.dataset(exp, "eval"),
-        "start_model": layout.start_model(exp),
-    }
+    paths = {"train_data": layout.dataset(exp, "train"), "start_model": layout.start_model(exp)}
     if exp["model"]["source"] == "hf":
         paths["hf_model_key"] = layout.hf_model_key(exp)[0]
     model = {"model": paths["start_model"], **engine.model_inputs(layout, exp)}
-    paths["train_inputs"] = {
-        **model, "train_data": paths["train_data"], "eval_data": paths["eval_data"],
-        **engine.train_inputs(layout, name, exp),
-    }
-    paths["final_eval_inputs"] = {**model, "done": layout.exp(name, "train", "done.json"), "data": paths["eval_data"]}
-    base_inputs = {**model, "data": paths["eval_data"]}
-    paths["base_eval"] = layout.base_eval(
-        exp["engine"], rule_params("eval_base", None, declared or exp, config, layout), base_inputs,
-        exp["resources"]["gpus"],
-    )
-    # More evaluation sets (data.extra_eval): each evaluated like data.eval, on its own data (eval_set_view);
-    # training evaluates them too (inputs eval_data_<i>, i as in the data.eval list).
+    done = layout.exp(name, "train", "done.json")
     paths["eval_sets"] = {}
-    for i, data in enumerate(exp["data"]["extra_eval"], start=1):
-        view = eval_set_view(exp, data["name"])
+    for data in all_sets(exp):
+        view = set_view(exp, data["name"])
         eval_data = layout.dataset(view, "eval")
-        paths["train_inputs"][f"eval_data_{i}"] = eval_data
         paths["eval_sets"][data["name"]] = {
-            "final_eval_inputs": {**paths["final_eval_inputs"], "data": eval_data},
+            "data": eval_data,
+            "final_eval_inputs": {**model, "done": done, "data": eval_data},
             "base_eval": layout.base_eval(
-                exp["engine"], rule_params("eval_base", None, eval_set_view(declared or exp, data["name"]), config,
-                                           layout),
+                exp["engine"], rule_params("eval_base", None, set_view(declared or exp, data["name"]), config, layout),
                 {**model, "data": eval_data}, exp["resources"]["gpus"],
             ),
         }
+    # Training reads the sets it evaluates in the run (eval.sets): `eval_data` the first, `eval_data_<i>` the others
+    # in eval.sets' order; the names every run's identity was made with.
+    in_training = [paths["eval_sets"][n]["data"] for n in training_names(exp)]
+    paths["train_inputs"] = {
+        **model, "train_data": paths["train_data"], "eval_data": in_training[0],
+        **{f"eval_data_{i}": path for i, path in enumerate(in_training[1:], start=1)},
+        **engine.train_inputs(layout, name, exp),
+    }
     return paths
 
 
-def eval_set_params(stage: str, name: str, exp: dict, eval_set: str, config: dict, layout: Layout) -> dict:
-    """The params of rule `stage` (eval_final, summarize) for evaluation set `eval_set` of experiment `name`."""
-    return rule_params(stage, name, eval_set_view(exp, eval_set), config, layout)
+def view_of(stage: str, exp: dict, eval_set: str | None = None) -> dict:
+    """The experiment as rule `stage` reads it (for a per-set rule, as set `eval_set`)."""
+    if eval_set is not None:
+        return set_view(exp, eval_set)
+    if stage in TRAINING_STAGES:
+        return training_view(exp)
+    if stage in HEADLINE_STAGES:
+        return headline_view(exp)
+    return exp
 
 
-def rule_params(stage: str, name: str | None, exp: dict, config: dict, layout: Layout) -> dict:
-    """The params of rule `stage` for experiment `name`: the keys it reads, the model card where the engine's
-    stages need one (its shapes and Megatron arguments), and which evaluation an eval rule runs."""
+def rule_params(stage: str, name: str | None, exp: dict, config: dict, layout: Layout,
+                eval_set: str | None = None) -> dict:
+    """The params of rule `stage` for experiment `name` (and evaluation set `eval_set` for the per-set rules): the
+    keys it reads, the model card where the engine's stages need one (its shapes and Megatron arguments), and which
+    evaluation an eval rule runs."""
+    view = view_of(stage, exp, eval_set)
     extra = {}
     if stage in ("train", "eval_base", "eval_final", "preflight", "convert_model", "export_hf"):
-        extra["card"] = layout.card(exp)
+        extra["card"] = layout.card(view)
     if stage in ("eval_base", "eval_final"):
         extra["which"] = stage.removeprefix("eval_")
-    return stage_params(stage, name, exp, config, **extra)
+    return stage_params(stage, name, view, config, **extra)
 
 
 def compare_params(experiments: dict, config: dict) -> dict:
-    """The comparison reads each experiment's in-training eval k, its display label and the figure style."""
-    per_exp = {name: stage_params("compare", name, exp, config) for name, exp in sorted(experiments.items())}
+    """The comparison reads each experiment's in-training eval k, its display label, the figure style and, for the
+    points of a sweep, the values that make each point (`sweeps`: {name: {"of", "values"}})."""
+    per_exp = {name: stage_params("compare", name, headline_view(exp), config)
+               for name, exp in sorted(experiments.items())}
     style = next(iter(per_exp.values()))["plots"] if per_exp else config["plots"]
     return {"plots": style, "eval_ks": {name: p["eval"]["n_samples_per_prompt"] for name, p in per_exp.items()},
-            "labels": {name: p["label"] or name for name, p in per_exp.items()}}
+            "labels": {name: p["label"] or name for name, p in per_exp.items()},
+            "sweeps": canonical({name: exp["sweep_point"] for name, exp in sorted(experiments.items())
+                                 if exp.get("sweep_point")}),
+            **comparison_design(experiments, config)}
+
+
+def comparison_design(experiments: dict, config: dict) -> dict:
+    """The comparison's baseline (`compare.baseline`, empty: the first experiment), which pairs it tests
+    (`compare.pairs`) and what each experiment changes relative to the baseline (mileage.report.changes)."""
+    from mileage.config import ConfigError
+    from mileage.report.changes import changes_against
+
+    settings = config.get("compare") or {}
+    baseline = settings.get("baseline") or next(iter(experiments), "")
+    if experiments and baseline not in experiments:
+        raise ConfigError(f"compare.baseline: no experiment {baseline!r} to compare with "
+                          f"(experiments: {', '.join(experiments)})")
+    return {"baseline": baseline, "pairs": settings.get("pairs", "baseline"),
+            "changes": changes_against(baseline, experiments) if experiments else {}}
 
 
 def warm_start_params(entry: dict) -> dict:

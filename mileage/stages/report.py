@@ -66,13 +66,18 @@ def eval_sets_section(set_summaries: dict, formats: list) -> list[str]:
     return lines
 
 
-def base_points(summary: dict) -> dict[str, tuple]:
-    """{dataset: (avg@k, low, high)} of the base model's stand-alone evaluation: step 0 of the eval curve."""
-    entry = summary.get("base", {}).get("metrics", {}).get(f"avg@{summary['k']}")
+def stand_alone_points(summary: dict, side: str) -> dict[str, tuple]:
+    """{dataset: (avg@k, low, high)} of one side's stand-alone evaluation (k: the summary's): the base model is the
+    eval curve's step 0, the final checkpoint its last step."""
+    entry = ((summary.get(side) or {}).get("metrics") or {}).get(f"avg@{summary.get('k')}")
     if entry is None:
         return {}
     low, high = entry.get("ci95") or (entry["value"], entry["value"])
     return {summary["dataset"]: (entry["value"], low, high)}
+
+
+def base_points(summary: dict) -> dict[str, tuple]:
+    return stand_alone_points(summary, "base")
 
 
 def summary_figures(data: dict, outdir: Path, style: dict, color_index: int, suffix: str = "") -> list[Path]:
@@ -86,8 +91,10 @@ def summary_figures(data: dict, outdir: Path, style: dict, color_index: int, suf
     seeds = data.get("seeds") or []
     note = (f"final: 95% CI across {len(seeds)} seeds; base: 95% bootstrap CI" if len(seeds) > 1
             else "95% bootstrap CI over problems")
-    entries = [("base", "0.55", final_score_points(data, "base")), ("final", color, final_score_points(data))]
-    return written + plot_final_scores(entries, outdir, style, name=f"final_scores{suffix}", note=note)
+    entries = [("base model", "0.55", final_score_points(data, "base")),
+               ("final checkpoint", color, final_score_points(data))]
+    return written + plot_final_scores(entries, outdir, style, name=f"final_scores{suffix}", note=note,
+                                       dataset=data["dataset"])
 
 
 def figures(summary: str, metrics_dir: str | list, outdir: str, params: dict, color_index: int = 0,
@@ -103,12 +110,17 @@ def figures(summary: str, metrics_dir: str | list, outdir: str, params: dict, co
     samples = None
     if eval_samples and Path(eval_samples).stat().st_size:
         samples = [dict(r) for r in iter_jsonl_rows(eval_samples)]
-    base = base_points(data)
+    base, final = base_points(data), stand_alone_points(data, "final")
+    final_k = {data["dataset"]: data["k"]} if final else {}
     for other in sets.values():
         base.update(base_points(other))
+        final.update(stand_alone_points(other, "final"))
+        final_k[other["dataset"]] = other["k"]
+    train_set = ((data.get("provenance") or {}).get("config") or {}).get("data", {}).get("train", {}).get("name")
     with atomic_dir(outdir) as tmp:
         written = plot_training(metrics_dir, tmp, style, eval_k=eval_k, color_index=color_index,
-                                base=base, eval_samples=samples)
+                                base=base, eval_samples=samples, final=final, final_k=final_k,
+                                train_dataset=train_set)
         written += summary_figures(data, tmp, style, color_index)
         for name, other in sets.items():
             written += summary_figures(other, tmp, style, color_index, suffix=f"_{name}")
@@ -121,54 +133,15 @@ def iter_jsonl_rows(path: str):
     return (row for _, row in iter_jsonl(Path(path)))
 
 
-def aggregate(name: str, seeds: list[int], run_dirs: list[str], outdir: str, params: dict,
-              color_index: int = 0, eval_sets: list[str] = ()) -> None:
-    """The aggregate of an experiment's replicate seeds in `outdir` (results/<exp>): report/summary.json
-    (mileage.evaluation.replicates), metrics/*.tsv (the across-seed mean per step, which the comparison reads as
-    one experiment's), report/figures (mean and 95% interval across seeds) and report/report.md.
-    `params`: {"summarize", "report", "plots"}: those rules' params of the experiment."""
-    from mileage.atomic import write_json, write_text
-    from mileage.evaluation.replicates import aggregate_summaries, mean_tables
-    from mileage.metrics.tables import table_text
-    from mileage.report.plots import STEP_KEYS, read_metrics
-
-    out = Path(outdir)
-    summaries = [load_summary(Path(d) / "report" / "summary.json") for d in run_dirs]
-    summarize = params["summarize"]["report"]
-    document = aggregate_summaries(name, seeds, summaries, n_resamples=summarize["bootstrap_samples"],
-                                   seed=summarize["bootstrap_seed"])
-    document["replicates"] = {str(s): str(Path(d).relative_to(out)) for s, d in zip(seeds, run_dirs)}
-    tables = [read_metrics(Path(d) / "metrics") for d in run_dirs]
-    for kind in STEP_KEYS:
-        mean = mean_tables([t[kind] for t in tables])
-        steps = {int(row[0]): {c: v for c, v in zip(mean.columns[1:], row[1:]) if v == v}
-                 for row in mean.itertuples(index=False)}
-        write_text(out / "metrics" / f"{kind}.tsv", table_text(kind, steps))
-    # The other evaluation sets, aggregated alike (results/<exp>/eval/<set>/summary.json).
-    set_summaries = {}
-    (out / "eval").mkdir(parents=True, exist_ok=True)
-    for eval_set in eval_sets:
-        per_seed = [load_summary(Path(d) / "eval" / eval_set / "summary.json") for d in run_dirs]
-        set_summaries[eval_set] = str(out / "eval" / eval_set / "summary.json")
-        write_json(set_summaries[eval_set], aggregate_summaries(
-            name, seeds, per_seed, n_resamples=summarize["bootstrap_samples"], seed=summarize["bootstrap_seed"]))
-    write_json(out / "report" / "summary.json", document)
-    figures(str(out / "report" / "summary.json"), [str(Path(d) / "metrics") for d in run_dirs],
-            str(out / "report" / "figures"), params["plots"], color_index=color_index, set_summaries=set_summaries)
-    report(str(out / "report" / "summary.json"), str(out / "metrics"), str(out / "report" / "report.md"),
-           params["report"], set_summaries=set_summaries)
-    interval = document["final"]["metrics"][f"avg@{document['k']}"]
-    print(f"mileage: {name}: final avg@{document['k']} over seeds {seeds} = {interval['value']:.3f} "
-          f"(95% CI across seeds {interval['ci95']})")
-
-
 def compare(experiments: dict, scores: str, figures_dir: str, style: dict, eval_ks: dict | None = None,
-            labels: dict | None = None) -> None:
+            labels: dict | None = None, sweeps: dict | None = None) -> None:
     """Overlay all experiments; tables next to `scores`, figures in `figures_dir`. `eval_ks`: each experiment's
-    in-training eval samples per prompt (labels the eval overlay); `labels`: the name each figure's legend shows."""
+    in-training eval samples per prompt (labels the eval overlay); `labels`: the name each figure's legend shows;
+    `sweeps`: {point: {"of", "values"}} of the sweep points (their sweep figures)."""
     outdir = Path(scores).parent
     with tempfile.TemporaryDirectory(dir=outdir.parent if outdir.parent.exists() else None) as tmp:
-        compare_experiments({name: Path(path) for name, path in experiments.items()}, tmp, style, eval_ks, labels)
+        compare_experiments({name: Path(path) for name, path in experiments.items()}, tmp, style, eval_ks, labels,
+                            sweeps=sweeps)
         with atomic_dir(figures_dir) as figs:
             for file in Path(tmp).iterdir():
                 if file.suffix not in (".tsv", ".md", ".tex", ".html"):
