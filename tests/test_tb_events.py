@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from mileage.metrics.debug_events import DebugEventsError, read_debug_events
 from mileage.metrics.events import merge_events
 from mileage.metrics.import_log import import_log
+from mileage.metrics.miles_log import parse_metric_dict, parse_miles_lines
 from mileage.metrics.tables import read_tables
 from mileage.metrics.tensorboard_events import TensorBoardEventsError, read_tensorboard_dir
 
@@ -138,3 +140,42 @@ def test_import_log_reads_a_debug_event_directory(tmp_path):
     report = import_log(debug, tmp_path / "out")
     assert report.source_format == "debug-events"
     assert (tmp_path / "out" / "metrics" / "rollout.tsv").read_text() == "rollout/step\trollout/raw_reward\n2\t0.5\n"
+
+
+# ------------------------------------------------------------------------------ passrate/*: every reader keeps it
+
+LOGS_MD = Path(__file__).resolve().parents[2] / "shared" / "miles" / "LOGS.md"
+PASSRATE = {"passrate/pass@1": 0.375, "passrate/pass@2": 0.5, "passrate/pass@8": 0.75}
+
+
+def _real_rollout_perf_dict() -> dict:
+    """slime issue 1837's rollout-side `perf 0: {...}` dict (LOGS.md) with the `passrate/*` keys that
+    `--log-passrate` adds to that same dict (miles v0.1.0 log_rollout_data), step key as miles logs it."""
+    if not LOGS_MD.is_file():
+        pytest.skip(f"real log fixtures not found at {LOGS_MD}")
+    line = next(x for x in LOGS_MD.read_text(encoding="utf-8").splitlines() if "rollout.py:1193 - perf 0:" in x)
+    metrics, dropped = parse_metric_dict(line[line.index("{"):])
+    assert dropped == 0
+    return {**metrics, **PASSRATE}
+
+
+def test_passrate_is_kept_as_perf_by_the_log_the_tensorboard_and_the_debug_event_readers(tmp_path):
+    metrics = _real_rollout_perf_dict()
+    prefix = "(RolloutManager pid=1805485) [2026-04-15 07:57:53] rollout.py:1193 - "
+    from_log = merge_events(parse_miles_lines([f"{prefix}perf 0: {metrics!r}"])[0])
+
+    writer = SummaryWriter(log_dir=str(tmp_path / "tb"), filename_suffix=".rollout_manager")
+    for key, value in {**metrics, "rollout/step": 0}.items():
+        writer.add_scalar(key, value, global_step=0, walltime=T0)
+    writer.close()
+    tb_events, tb_report = read_tensorboard_dir(tmp_path / "tb")
+
+    (tmp_path / "debug").mkdir()
+    _jsonl(tmp_path / "debug" / "rollout_manager.jsonl",
+           [{"type": "metric", "metrics": {**metrics, "rollout/step": 0}}])
+    debug_events, debug_report = read_debug_events(tmp_path / "debug")
+
+    for merged in (from_log, merge_events(tb_events), merge_events(debug_events)):
+        assert {k: merged["perf"][0][k] for k in PASSRATE} == PASSRATE
+    assert not any(tag.startswith("passrate/") for tag in tb_report.skipped_tags)
+    assert debug_report.dropped_values == 0

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mileage.metrics.events import KINDS, MetricEvent, Number, coerce_number
+from mileage.metrics.events import KINDS, MetricEvent, Number, coerce_number, kind_of_metric
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def read_debug_events(path: str | os.PathLike) -> tuple[list[MetricEvent], Debug
             for name, value in metrics.items():
                 if name in _STEP_METRICS:
                     continue  # a step key is the row, not a column
-                kind = name.split("/", 1)[0] if "/" in name else None
+                kind = kind_of_metric(name)
                 number = coerce_number(value)
                 if kind not in KINDS or number is None:
                     report.dropped_values += 1

@@ -26,7 +26,20 @@ STEP_KEYS: dict[str, str] = {
     "eval": "eval/step",
 }
 
+# Metric prefixes that are no kind of their own, and the kind whose dict miles logs them in: `passrate/*`
+# (`--log-passrate`) rides in the rollout-side `perf N: {...}` dict, stepped by `rollout/step`
+# (miles v0.1.0 miles/ray/rollout/metrics.py, log_rollout_data).
+PREFIX_KINDS: dict[str, str] = {"passrate": "perf"}
+
 Number = int | float
+
+
+def kind_of_metric(name: str) -> str | None:
+    """The kind a metric name belongs to by its prefix (`rollout/raw_reward` -> rollout), or None."""
+    if "/" not in name:
+        return None
+    prefix = name.split("/", 1)[0]
+    return prefix if prefix in KINDS else PREFIX_KINDS.get(prefix)
 
 
 class MetricEventError(ValueError):

@@ -2,7 +2,7 @@
 
 miles logs each metric with tag = metric key and step = that kind's step key (FACTS section 5); three processes
 write event files into the same directory. So the kind comes from the tag's prefix (`rollout/`, `train/`,
-`perf/`, `eval/`). One consequence: a rollout-side `perf` dict's `rollout/response_len/*` keys land in the
+`perf/`, `eval/`; `passrate/` is perf's, as in the log line that prints it). One consequence: a rollout-side `perf` dict's `rollout/response_len/*` keys land in the
 rollout kind here, while a stdout log files them under perf (the log line, not the key, names the kind there).
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from mileage.metrics.events import KINDS, MetricEvent
+from mileage.metrics.events import KINDS, MetricEvent, kind_of_metric
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,10 @@ def event_files(directory: str | os.PathLike) -> list[Path]:
 def kind_of_tag(tag: str, tag_kinds: Mapping[str, str] | None = None) -> str | None:
     """The event kind of a tag: its prefix when that is a kind, else the `tag_kinds` entry for its prefix
     (or for the whole tag), else None."""
+    kind = kind_of_metric(tag)
+    if kind is not None:
+        return kind
     prefix = tag.split("/", 1)[0]
-    if prefix in KINDS and "/" in tag:
-        return prefix
     if tag_kinds:
         kind = tag_kinds.get(tag, tag_kinds.get(prefix))
         if kind is not None and kind not in KINDS:
