@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 from mileage.engines.contract import Checkpoint, DoctorNeeds, Engine
 from mileage.engines.miles import checkpoints as ckpt
+from mileage.engines.miles import evals as miles_evals
+from mileage.engines.miles.extra_args import extra_args_problems
 from mileage.metrics.events import MetricEvent, collapse_events
 from mileage.paths import absolute, final_model, model_dir
 from mileage.pins import MILES_CONTAINER_IMAGE
@@ -138,6 +140,8 @@ class MilesEngine(Engine):
             )
         if exp["warm_start"]["enabled"]:
             raise ConfigError(f"{where}.warm_start.enabled: the warm start exists for the local engine only")
+        for problem in extra_args_problems(exp):
+            raise ConfigError(f"{where}.{problem}")
         from mileage.engines.miles.plan import learning_checks
 
         from mileage.models.cards import CardError
@@ -266,14 +270,9 @@ class MilesEngine(Engine):
         return collapse_events(events)
 
     def in_training_evals(self, train, num_rollout):
-        interval = train["eval"]["interval"]
-        if interval is None:
-            return set()
-        # miles evaluates before the first rollout (unless told to skip) and after every interval-th rollout.
-        evals = {r for r in range(num_rollout) if (r + 1) % interval == 0}
-        if not train["miles"]["skip_eval_before_train"]:
-            evals.add(0)
-        return evals
+        # miles' own rule (evals.py); mileage passes --num-rollout, so miles knows no epoch length (None).
+        return miles_evals.in_training_evals(train["eval"]["interval"], num_rollout,
+                                             train["miles"]["skip_eval_before_train"])
 
     def final_model(self, train, inputs, run_dir, checkpoint):
         return absolute(checkpoint.path), ckpt.iteration_of(checkpoint.path)  # the save's own number
