@@ -13,10 +13,12 @@ from mileage.evaluation.paired import (
     PairingError,
     check_paired,
     paired_test,
+    holm,
+    p_resolution,
     paired_tests,
     probability_of_improvement,
-    seed_interval,
 )
+from mileage.evaluation.replicates import seed_metrics
 
 
 def one_call_reference(a, b, n_resamples=9999, seed=0):
@@ -56,11 +58,35 @@ def random_pairs(rng, count):
     return pairs
 
 
+REFERENCE_KEYS = ("estimate", "ci95", "p_value", "prob_improvement", "n_problems")
+
+
 def test_batched_tests_give_exactly_what_one_call_per_pair_gives():
     pairs = random_pairs(np.random.default_rng(11), 40)
-    assert paired_tests(pairs) == [one_call_reference(a, b) for a, b in pairs]
-    a, b = pairs[3]
-    assert paired_test(a, b, seed=4, n_resamples=999) == one_call_reference(a, b, seed=4, n_resamples=999)
+    batched = paired_tests(pairs)
+    # Each test is what a call of its own gives, and with one run a side what scipy and rliable give.
+    assert batched == [paired_test(a, b) for a, b in pairs]
+    for (a, b), test in zip(pairs, batched):
+        reference = one_call_reference(a, b)
+        if np.ndim(a) == 1 or len(a) == 1:
+            assert {key: test[key] for key in REFERENCE_KEYS} == reference
+        else:  # seeds: the sign flips are scipy's on the seed-averaged differences; the interval is two-level
+            diff = (np.asarray(b) - np.asarray(a)).mean(axis=0)
+            if diff.size == 1:
+                assert test["p_value"] == 1.0
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                flip = scipy.stats.permutation_test((diff,), np.mean, permutation_type="samples", vectorized=True,
+                                                    n_resamples=9999, alternative="two-sided",
+                                                    rng=np.random.Generator(np.random.PCG64(0)))
+            assert test["p_value"] == float(flip.pvalue)
+            assert test["estimate"] == pytest.approx(reference["estimate"], abs=1e-12)
+            assert test["interval"].startswith("two-level")
+    a, b = next((a, b) for a, b in pairs if np.shape(a)[-1] > 1)
+    test = paired_test(a[:1], b[:1], seed=4, n_resamples=999)
+    reference = one_call_reference(a[:1], b[:1], seed=4, n_resamples=999)
+    assert {key: test[key] for key in REFERENCE_KEYS} == reference
 
 
 def test_probability_of_improvement_is_rliables_number_for_number():
@@ -86,7 +112,8 @@ def test_a_clear_gain_is_significant_with_an_interval_around_it():
     a = rng.random(30)
     b = a + 0.2 + rng.normal(0, 0.05, 30)
     result = paired_test(a, b)
-    assert set(result) == {"estimate", "ci95", "p_value", "prob_improvement", "n_problems"}
+    assert set(result) == {"estimate", "ci95", "interval", "se", "mde80", "p_value", "p_exact", "p_floor",
+                           "prob_improvement", "n_problems", "n_seeds_a", "n_seeds_b"}
     assert result["estimate"] == pytest.approx(float((b - a).mean()))
     low, high = result["ci95"]
     assert 0.15 < low < result["estimate"] < high < 0.25
@@ -156,13 +183,69 @@ def test_different_problems_are_named():
     check_paired(["p1", "p2"], ["p1", "p2"])  # same problems: no error
 
 
-def test_seed_interval_is_a_t_interval():
-    result = seed_interval([0.1, 0.2, 0.3])
-    assert result["mean"] == pytest.approx(0.2) and result["n_seeds"] == 3
-    # t(0.975, df=2) = 4.303; sem = 0.1 / sqrt(3)
-    half = 4.302652729911275 * 0.1 / np.sqrt(3)
-    assert result["ci95"] == pytest.approx([0.2 - half, 0.2 + half])
-    assert seed_interval([0.4])["ci95"] is None
-    assert seed_interval([0.4, 0.4])["ci95"] == [0.4, 0.4]
-    with pytest.raises(ValueError):
-        seed_interval([])
+def test_p_values_know_their_resolution():
+    # 4 problems: all 16 sign patterns enumerated, so the p-value is exact and its floor 2/16.
+    exact = paired_test(np.zeros(4), np.ones(4))
+    assert exact["p_exact"] and exact["p_floor"] == pytest.approx(2 / 16) == exact["p_value"]
+    # 30 problems, 999 resamples: a Monte Carlo p-value, never below 2 / 1000.
+    rng = np.random.default_rng(2)
+    a = rng.random(30)
+    resampled = paired_test(a, a + 0.3, n_resamples=999)
+    assert not resampled["p_exact"] and resampled["p_floor"] == pytest.approx(2 / 1000)
+    assert resampled["p_value"] == pytest.approx(resampled["p_floor"])
+    assert p_resolution(13, 9999) == (True, 2 / 2 ** 13) and p_resolution(14, 9999) == (False, 2 / 10000)
+
+
+def test_holm_matches_its_definition_and_never_lowers_a_p_value():
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert holm([]) == [] and holm([0.3]) == [0.3]
+    rng = np.random.default_rng(8)
+    p = rng.random(50) ** 3
+    adjusted = np.array(holm(p))
+    assert (adjusted >= p).all() and (adjusted <= 1).all()
+    order = np.argsort(p)
+    assert (np.diff(adjusted[order]) >= 0).all()  # the order of the p-values is kept
+    # Family-wise error: under the null, Holm rejects anything in at most ~5% of families of 10 tests.
+    families = rng.random((4000, 10))
+    rejected = np.mean([min(holm(f)) < 0.05 for f in families])
+    assert rejected <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 4000)
+
+
+def test_seeds_resample_at_two_levels_and_widen_the_interval():
+    rng = np.random.default_rng(4)
+    problems = rng.random(30)
+    # Whole runs differ by a seed effect common to every problem: two seeds a side.
+    a = problems + rng.normal(0, 0.08, (2, 1))
+    b = problems + 0.05 + rng.normal(0, 0.08, (2, 1))
+    two_level = paired_test(a, b)
+    over_problems = paired_test(a.mean(axis=0), b.mean(axis=0))
+    assert two_level["n_seeds_a"] == two_level["n_seeds_b"] == 2
+    assert two_level["interval"].startswith("two-level") and over_problems["interval"].startswith("paired")
+    width = lambda t: t["ci95"][1] - t["ci95"][0]  # noqa: E731
+    assert width(two_level) > 5 * width(over_problems)
+    assert two_level["mde80"] > 5 * over_problems["mde80"]
+    # Different seed counts on the two sides pair by problem.
+    uneven = paired_test(a[:1], b)
+    assert uneven["n_seeds_a"] == 1 and uneven["estimate"] == pytest.approx(b.mean() - a[0].mean())
+
+
+def test_mde80_is_the_gap_detected_with_80_percent_power():
+    # Per-problem differences ~ N(delta, 0.2): with 30 problems se = 0.2 / sqrt(30), and a true gap of mde80
+    # is significant in ~80% of designs like this one.
+    rng = np.random.default_rng(6)
+    result = paired_test(np.zeros(30), rng.normal(0.0, 0.2, 30), n_resamples=2000)
+    assert result["mde80"] == pytest.approx(2.8016 * 0.2 / np.sqrt(30), rel=0.2)
+    gap = 2.8016 * 0.2 / np.sqrt(30)
+    tests = paired_tests([(np.zeros(30), rng.normal(gap, 0.2, 30)) for _ in range(200)], n_resamples=500)
+    power = np.mean([t["p_value"] < 0.05 for t in tests])
+    assert abs(power - 0.8) < 3 * np.sqrt(0.8 * 0.2 / 200) + 0.03
+
+
+def test_an_aggregate_interval_never_leaves_the_metric_range():
+    # Two seeds far apart on a metric near its ceiling: a Student-t gave [1.8, 160.7]%.
+    rows = [[{"problem_id": f"p{i}", "n": 8, "n_correct": 8 if (i < 29 or s) else 0, "mean_reward": 1.0,
+              "majority_correct": i < 29 or s} for i in range(30)] for s in (0, 1)]
+    per_seed = [{"maj@8": {"value": float(np.mean([r["majority_correct"] for r in seed]))}} for seed in rows]
+    entry = seed_metrics(["maj@8"], per_seed, rows, n_resamples=2000, seed=0)["maj@8"]
+    assert 0 <= entry["ci95"][0] <= entry["value"] <= entry["ci95"][1] <= 1
+    assert entry["per_seed"] == [29 / 30, 1.0]

@@ -2,9 +2,9 @@
 
 Each replicate's summary holds its final evaluation and the base evaluation they share (one model, one base
 run). The aggregate keeps a single summary's shape (`experiment`, `dataset`, `k`, `base`, `final`, so the report
-and the comparison read it as any summary) where `final.metrics` is the across-seed mean with a 95% Student-t
-interval across seeds (mileage.evaluation.paired.seed_interval), and adds `seeds`, `per_seed` (each seed's final
-scores) and `paired`: final minus base over problems x seeds (paired_tests), per headline metric (stats.headline_metrics).
+and the comparison read it as any summary) where `final.metrics` is the across-seed mean with a 95% two-level
+bootstrap interval (seeds drawn with replacement, then problems within them: `seed_metrics`), and adds `seeds`,
+`per_seed` (each seed's final scores) and `paired`: final minus base over problems x seeds (paired_tests), per headline metric (stats.headline_metrics).
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mileage.evaluation.paired import PairingError, check_paired, paired_tests, seed_interval
+from mileage.evaluation.paired import PairingError, check_paired, paired_tests, resampled_means, two_level_draws
 from mileage.evaluation.stats import StatsError, headline_metrics, per_problem_scores
+
+
+INTERVAL = "95% two-level bootstrap (seeds, then problems within them)"
 
 
 class ReplicateError(ValueError):
@@ -42,13 +45,9 @@ def aggregate_summaries(experiment: str, seeds: Sequence[int], summaries: Sequen
             check_paired(_problem_ids(first["base"]), _problem_ids(summary["final"]), f"base and seed {seed}")
         except PairingError as err:
             raise ReplicateError(f"{experiment}: {err}") from None
-    metrics: dict[str, Any] = {}
-    for name in first["final"]["metrics"]:
-        values = [float(s["final"]["metrics"][name]["value"]) for s in summaries]
-        interval = seed_interval(values)
-        metrics[name] = {"value": interval["mean"], "ci95": interval["ci95"], "std": interval["std"],
-                         "per_seed": values, "interval": "95% Student-t across seeds"}
     rows = [s["final"]["per_problem"] for s in summaries]
+    metrics = seed_metrics(first["final"]["metrics"], [s["final"]["metrics"] for s in summaries], rows,
+                           n_resamples=paired_kw.get("n_resamples", 1000), seed=paired_kw.get("seed", 0))
     by_seed = np.array([per_problem_scores(r, f"avg@{first['k']}") for r in rows])
     per_problem = []  # counts summed over the seeds, the mean reward averaged, each seed's kept
     for i, pid in enumerate(_problem_ids(first["final"])):
@@ -62,7 +61,7 @@ def aggregate_summaries(experiment: str, seeds: Sequence[int], summaries: Sequen
     for name in headline_metrics(int(first["k"])):
         try:
             final = np.array([per_problem_scores(r, name) for r in rows])
-            base = np.tile(per_problem_scores(first["base"]["per_problem"], name), (len(rows), 1))  # one base model
+            base = per_problem_scores(first["base"]["per_problem"], name)  # one base model: one run
         except StatsError:
             continue  # a metric older summaries lack
         names.append(name)
@@ -92,6 +91,33 @@ def aggregate_summaries(experiment: str, seeds: Sequence[int], summaries: Sequen
                      for seed, s in zip(seeds, summaries)},
         "paired": paired,
     }
+
+
+def seed_metrics(names: Any, per_seed: Sequence[dict[str, Any]], rows: Sequence[list[dict[str, Any]]], *,
+                 n_resamples: int, seed: int) -> dict[str, Any]:
+    """Each metric's across-seed mean with a 95% two-level bootstrap interval: the seeds drawn with replacement,
+    then the problems within them. The interval is one of means of scores, so it never leaves [0, 1], and with
+    two or three seeds it says how little the seeds pin down rather than a Student-t's [1.8, 160.7]%. A metric
+    whose per-problem values the rows lack (an older summary) keeps its per-seed values and no interval."""
+    seed_weights, problem_weights = None, None
+    out: dict[str, Any] = {}
+    for name in names:
+        values = [float(m[name]["value"]) for m in per_seed]
+        entry: dict[str, Any] = {"value": float(np.mean(values)), "ci95": None,
+                                 "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                                 "per_seed": values, "interval": None}
+        try:
+            table = np.array([per_problem_scores(r, name) for r in rows])
+        except StatsError:
+            out[name] = entry
+            continue
+        if seed_weights is None:
+            (seed_weights,), problem_weights = two_level_draws((table.shape[0],), table.shape[1], n_resamples, seed)
+        low, high = np.percentile(resampled_means(table, seed_weights, problem_weights), [2.5, 97.5])
+        entry["ci95"] = [float(low), float(high)]
+        entry["interval"] = INTERVAL
+        out[name] = entry
+    return out
 
 
 def mean_tables(tables: Sequence[Any]) -> Any:

@@ -21,7 +21,9 @@ import warnings
 import numpy as np
 import scipy.stats
 
+from mileage.evaluation import metrics
 from mileage.evaluation.answers import free_answer_correct, group_equivalent
+from mileage.evaluation.metrics import pass_at_j  # noqa: F401  (re-exported: callers import it from here)
 from mileage.evaluation.paired import PairingError, check_paired, paired_tests
 
 DEFAULT_REWARD = "deepscaler"  # the schema's default rollout.reward
@@ -65,21 +67,6 @@ def default_k(records: list[dict]) -> int:
     return min(len(samples) for samples in groups.values())
 
 
-def pass_at_j(n: int, c: int, j: int) -> float:
-    """Unbiased pass@j from n samples with c correct: 1 - C(n-c, j) / C(n, j).
-
-    Computed as a running product of ratios, which never forms the huge binomials.
-    """
-    if not 1 <= j <= n:
-        raise StatsError(f"pass@{j} needs 1 <= j <= n (n={n})")
-    if n - c < j:
-        return 1.0
-    miss = 1.0
-    for i in range(j):
-        miss *= (n - c - i) / (n - i)
-    return 1.0 - miss
-
-
 def majority_vote(samples: list[dict], reward: str = DEFAULT_REWARD) -> tuple[str | None, bool]:
     """Most common answer, answers pooled by the reward's own equivalence, and whether it is correct.
 
@@ -119,32 +106,23 @@ def _per_problem(groups: dict[str, list[dict]], k: int, reward: str) -> tuple[li
 
 
 def metric_names(k: int) -> list[str]:
-    """Every metric of a side, in summary order."""
-    return ([f"avg@{k}"] + [f"pass@{j}" for j in range(1, k + 1)] + [f"maj@{k}", f"answer_avg@{k}",
-                                                                      f"format@{k}"])
+    """Every metric of a side, in summary order (mileage.evaluation.metrics' registry)."""
+    return metrics.metric_names(k)
 
 
 def headline_metrics(k: int) -> list[str]:
-    """The metrics tables show and paired tests compare: avg@k, pass@1, pass@k, maj@k (pass@k dropped when
-    k == 1), then the format-free accuracy and the format rate."""
-    return list(dict.fromkeys([f"avg@{k}", "pass@1", f"pass@{k}", f"maj@{k}", f"answer_avg@{k}", f"format@{k}"]))
+    """The metrics tables show and summary.json's final-vs-base tests compare (the registry's headline entries):
+    avg@k, pass@k, maj@k, then the format-free accuracy and the format rate. pass@1 is not among them: on a
+    binary reward it is avg@k."""
+    return metrics.headline_metrics(k)
 
 
 def per_problem_scores(rows: list[dict], metric: str) -> np.ndarray:
-    """One metric's value for every per-problem row of a summary side (in row order)."""
-    name, _, j = metric.partition("@")
-    if name == "avg":
-        return np.array([float(r["mean_reward"]) for r in rows])
-    if name == "pass":
-        return np.array([pass_at_j(int(r["n"]), int(r["n_correct"]), int(j)) for r in rows])
-    if name == "maj":
-        return np.array([1.0 if r["majority_correct"] else 0.0 for r in rows])
-    if name in ("answer_avg", "format"):
-        key = "n_answer_correct" if name == "answer_avg" else "n_formatted"
-        if rows and key not in rows[0]:
-            raise StatsError(f"metric {metric!r}: the summary's per-problem rows lack {key!r} (an older summary)")
-        return np.array([float(r[key]) / float(r["n"]) for r in rows])
-    raise StatsError(f"no per-problem scores for metric {metric!r}")
+    """One metric's value for every per-problem row of a summary side (in row order), by the registry's entry."""
+    try:
+        return metrics.per_problem_scores(rows, metric)
+    except metrics.MetricError as exc:
+        raise StatsError(str(exc)) from None
 
 
 def metric_table(rows: list[dict], names: list[str]) -> np.ndarray:

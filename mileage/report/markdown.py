@@ -87,15 +87,40 @@ def _metric(summary: dict[str, Any], side: str, name: str) -> dict[str, Any] | N
     return summary.get(side, {}).get("metrics", {}).get(name)
 
 
+def format_p(p: Any, exact: Any = None, floor: Any = None) -> str:
+    """A p-value at its resolution: "< 0.001" below 0.001 (the sign-flip floor with 9,999 resamples is 0.0002),
+    "≤ 0.002" at a coarser resampling floor (the true p may be lower), two significant digits otherwise, and never
+    rounded up to 1 (0.9964 is "0.996"; only a p of exactly 1 prints "1"). `exact`: every sign pattern enumerated
+    (the p-value is exact, shown as computed); `floor`: the smallest p the resampling can give."""
+    if not is_number(p):
+        return MISSING
+    p = float(p)
+    if not exact and is_number(floor) and p <= float(floor) * (1 + 1e-9) and float(floor) > 0.001:
+        return f"≤ {float(floor):.2g}"
+    if p < 0.001:
+        return "< 0.001"
+    if p >= 1.0:
+        return "1"
+    text = f"{p:.2g}"
+    if float(text) >= 1.0 or text == "1":
+        text = f"{p:.3f}" if p < 0.9995 else "> 0.999"
+    return text
+
+
+def format_test_p(test: dict[str, Any] | None, key: str = "p_value") -> str:
+    """`format_p` of a paired test's p-value (`key` "p_holm" for the adjusted one), at the test's resolution."""
+    test = test or {}
+    return format_p(test.get(key), test.get("p_exact"), test.get("p_floor"))
+
+
 def format_paired(test: dict[str, Any] | None) -> tuple[str, str]:
-    """(`+12.3 pp [8.1, 16.0]`, `p = 0.0002`) of a paired test, or dashes."""
+    """(`+12.3 pp [8.1, 16.0]`, `< 0.001`) of a paired test, or dashes."""
     if not test or not is_number(test.get("estimate")):
         return MISSING, MISSING
     ci = test.get("ci95") or (None, None)
     interval = (f" [{100.0 * float(ci[0]):+.1f}, {100.0 * float(ci[1]):+.1f}]"
                 if all(is_number(v) for v in ci) else "")
-    p = f"{float(test['p_value']):.2g}" if is_number(test.get("p_value")) else MISSING
-    return f"{100.0 * float(test['estimate']):+.1f} pp{interval}", p
+    return f"{100.0 * float(test['estimate']):+.1f} pp{interval}", format_test_p(test)
 
 
 def scores_table(summary: dict[str, Any]) -> list[str]:
@@ -319,16 +344,40 @@ def render_report(
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def significant_side(summary: dict[str, Any]) -> dict[str, str | None]:
+    """metric -> "final" or "base" where final minus base is significant after Holm's adjustment over the summary's
+    paired tests (the family of its headline metrics), the higher side; None elsewhere."""
+    from mileage.evaluation.paired import holm
+
+    paired = {m: t for m, t in (summary.get("paired") or {}).items() if is_number((t or {}).get("p_value"))}
+    adjusted = dict(zip(paired, holm([float(t["p_value"]) for t in paired.values()])))
+    return {m: ("final" if paired[m]["estimate"] > 0 else "base") if p < 0.05 and paired[m]["estimate"] != 0
+            else None for m, p in adjusted.items()}
+
+
 def latex_tables(summary: dict[str, Any], title: str) -> dict[str, str]:
-    """`final_scores.tex` (base and final, estimate with interval, best in bold) and `hyperparameters.tex`."""
+    """`final_scores.tex` (a row per headline metric: base, final, the paired difference and its p-value; bold only
+    for a side significantly better after Holm's adjustment) and `hyperparameters.tex`, labelled by the
+    experiment and the dataset so that every run's and set's labels differ."""
     k = int(summary["k"])
     metrics = [m for m in headline_metrics(k) if _metric(summary, "final", m) or _metric(summary, "base", m)]
-    entries = {side: {m: _metric(summary, side, m) for m in metrics} for side in ("base", "final")}
+    paired = summary.get("paired") or {}
+    bold = significant_side(summary)
+    cells = {m: {"base": _metric(summary, "base", m), "final": _metric(summary, "final", m),
+                 "paired": paired.get(m), "p_text": format_test_p(paired.get(m)) if paired.get(m) else None,
+                 "bold": bold.get(m)} for m in metrics}
     config = (summary.get("provenance") or {}).get("config") or {}
+    seeds = summary.get("seeds") or []
+    final_interval = (f"final: two-level bootstrap over {len(seeds)} seeds and the problems" if len(seeds) > 1
+                      else "bootstrap over problems")
+    caption = (rf"{latex.escape(title)}: percent; 95\% intervals ({final_interval}; base: bootstrap over problems); "
+               r"$\Delta$: final $-$ base, paired; $p$: sign-flip test over problems. Bold: significantly better "
+               "after Holm's adjustment over these metrics.")
+    name, dataset = str(summary["experiment"]), str(summary["dataset"])
     return {
-        "final_scores.tex": latex.final_scores_table(
-            entries, metrics, f"{title}: percent, 95% bootstrap interval over problems.", "tab:final-scores"),
-        "hyperparameters.tex": latex.hyperparameter_table(hyperparameter_rows(config), f"{title}: hyperparameters."),
+        "final_scores.tex": latex.base_final_table(cells, caption, latex.label(name, dataset, "final-scores")),
+        "hyperparameters.tex": latex.hyperparameter_table(hyperparameter_rows(config), f"{title}: hyperparameters.",
+                                                          latex.label(name, dataset, "hyperparameters")),
     }
 
 
