@@ -98,7 +98,7 @@ def ray_job_step(root: Path, rollouts: int) -> tuple[float, float]:
     from mileage.launch.ray_cluster import RayClusterSpec, free_port, ray_cluster
     from mileage.launch.ray_job import run_job
     from mileage.metrics.events import read_events
-    from mileage.stages.train import local_job_env
+    from mileage.engines.local.engine import job_env
 
     run_dir = (root / "ray_job").resolve()
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -109,7 +109,7 @@ def ray_job_step(root: Path, rollouts: int) -> tuple[float, float]:
     cluster = RayClusterSpec(port=free_port("127.0.0.1"), dashboard_port=free_port("127.0.0.1"), num_cpus=2, num_gpus=0)
     t0 = time.perf_counter()
     with ray_cluster(cluster, log=lambda _: None) as address:
-        run_job(address, entry, local_job_env(2), run_dir / "job.log", job_id_prefix="bench")
+        run_job(address, entry, job_env({"num_cpus": 2}), run_dir / "job.log", job_id_prefix="bench")
     total = time.perf_counter() - t0
     steps = [e.metrics["perf/step_time"] for e in read_events(run_dir / "events.jsonl")
              if e.kind == "perf" and "perf/step_time" in e.metrics]

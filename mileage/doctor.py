@@ -1,7 +1,7 @@
 """`mileage doctor`: can this machine run an experiment? One table of checks, and an exit code.
 
 The machine is probed once (`probe_machine`: Python, installed versions, torch's CUDA build, GPUs,
-driver, NCCL, which miles-stack modules are importable) and the facts are judged against what the
+driver, NCCL, which engine-stack modules are importable) and the facts are judged against what the
 experiment needs (`requirements_for_experiment`). Probing and judging are apart so the verdicts can be
 tested for machines we do not have (an RTX 5090 with a torch lacking sm_120 kernels, say).
 
@@ -27,19 +27,19 @@ from typing import Any, Callable, Literal, TextIO
 
 from mileage import pins
 from mileage.engines import ENGINE_NAMES, get_engine
-from mileage.engines.contract import DoctorNeeds
+from mileage.engines.contract import DoctorNeeds, ProgramCheck, StackModule
 
 Status = Literal["OK", "WARN", "FAIL"]
 HUB_TIMEOUT_S = 3.0
 DEFAULT_FREE_DISK_GB = 1.0  # the light environment alone; an engine says what its runs need (doctor_needs)
 
 
-def _stack_modules() -> tuple[tuple[str, str, bool], ...]:
-    """(import name, distribution, required) of every engine's software stack: what probe_machine looks for."""
-    modules: dict[str, tuple[str, str, bool]] = {}
+def _stack_modules() -> tuple[StackModule, ...]:
+    """The modules of every engine's software stack: what probe_machine looks for."""
+    modules: dict[str, StackModule] = {}
     for engine_name in ENGINE_NAMES:
         for module in get_engine(engine_name).stack_modules:
-            modules.setdefault(module[0], module)
+            modules.setdefault(module.module, module)
     return tuple(modules.values())
 
 
@@ -101,7 +101,7 @@ class DoctorRequirements:
     needs: DoctorNeeds | None = None  # the engine's word on the rest (None = only the light environment)
     job: Any = None  # mileage.stages.job.TrainJob: the training job as the train rule builds it (None: not asked)
     job_error: str | None = None  # why the job could not be built
-    parse_timeout_s: float = 180.0  # miles imports Megatron, Transformer Engine and SGLang before it parses
+    parse_timeout_s: float = 180.0  # a big stack (miles: Megatron, Transformer Engine, SGLang) imports first
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def requirements_for_experiment(
     config_path: Path | str | None = None,
 ) -> DoctorRequirements:
     """Translate a resolved experiment (engine, resources, model, data) into machine requirements. With
-    `config_path`, also the training job as the train rule would build it (its argv goes to miles' parser)."""
+    `config_path`, also the training job as the train rule would build it (its argv goes to its program's parser)."""
     if not isinstance(experiment, dict):
         raise DoctorError(f"experiment {name or ''}: expected a mapping, got {type(experiment).__name__}")
     where = f"experiments.{name}" if name else "experiment"
@@ -223,8 +223,8 @@ def probe_machine(with_torch: bool = True) -> MachineFacts:
     if with_torch:
         _probe_torch(facts)
     _probe_nvidia_smi(facts)
-    for module, _dist, _required in STACK_MODULES:
-        facts.importable[module] = _module_present(module)
+    for module in STACK_MODULES:
+        facts.importable[module.module] = _module_present(module.module)
     return facts
 
 
@@ -291,7 +291,8 @@ def run_doctor(requirements: DoctorRequirements, facts: MachineFacts | None = No
         _check_gpus(report, requirements, facts)
     if requirements.engine is not None:
         engine = get_engine(requirements.engine)
-        _check_stack(report, facts, engine.stack_modules)
+        for finding in engine.stack_findings(facts):
+            report.add(finding.check, finding.expected, finding.found, finding.status, finding.hint)
         _check_plan(report, requirements, facts, engine)
         _check_program_args(report, requirements, facts)
     _check_disk(report, requirements)
@@ -312,7 +313,8 @@ def _check_python(report: DoctorReport, req: DoctorRequirements, facts: MachineF
 
 
 def _check_light_env(report: DoctorReport, facts: MachineFacts, missing_is_fatal: bool) -> None:
-    """The pyproject pins. For the miles engine the light env may be a separate driver env: WARN only."""
+    """The pyproject pins. For an engine with a stack of its own the light env may be a separate driver env: WARN
+    only."""
     try:
         wanted = pins.light_env_pins()
     except pins.PinsError as exc:
@@ -412,48 +414,6 @@ def _check_blackwell(report: DoctorReport, facts: MachineFacts) -> None:
                    "export NCCL_NVLS_ENABLE=0 before starting Ray")
 
 
-def _check_stack(report: DoctorReport, facts: MachineFacts, modules) -> None:
-    hint_env = "build the miles stack (envs/README.md, docs/rtx5090.md) or run in " + pins.MILES_CONTAINER_IMAGE
-    for module, dist, required in modules:
-        version = facts.versions.get(pins.normalise(dist))
-        present = facts.importable.get(module, False)
-        expected = _expected_version(dist)
-        if not present:
-            if required:
-                report.add(f"{module} importable", expected, "not importable", "FAIL", hint_env)
-            else:
-                report.add(f"{module} importable", expected, "not importable", "WARN",
-                           "without flash-attn use Megatron's --attention-backend fused (cuDNN >= 9.18)")
-            continue
-        status: Status = "OK"
-        hint = ""
-        if dist == "ray" and version != pins.RAY_VERSION:
-            status, hint = "FAIL", f"the Ray cluster and the submitting driver must both run ray=={pins.RAY_VERSION}"
-        elif dist == "flash-attn" and version and pins.version_tuple(version) < pins.MIN_FLASH_ATTN_FOR_SM120 \
-                and any(g.capability == pins.SM120_CAPABILITY for g in facts.gpus):
-            status, hint = "WARN", "flash-attn < 2.8.3 has no sm_120 kernels: use --attention-backend fused"
-        elif dist in _EXACT_STACK_PINS and version and version.split("+", 1)[0] != _EXACT_STACK_PINS[dist]:
-            status, hint = "WARN", f"the miles stack pins {dist}=={_EXACT_STACK_PINS[dist]}"
-        report.add(f"{module} importable", expected, version or "present", status, hint)
-
-
-_EXACT_STACK_PINS = {
-    "megatron-core": pins.MEGATRON_CORE_VERSION,
-    "transformer-engine": pins.TRANSFORMER_ENGINE_VERSION,
-}
-
-
-def _expected_version(dist: str) -> str:
-    return {
-        "megatron-core": pins.MEGATRON_CORE_VERSION,
-        "transformer-engine": pins.TRANSFORMER_ENGINE_VERSION,
-        "ray": pins.RAY_VERSION,
-        "flash-attn": f">= {pins.FLASH_ATTN_VERSION}",
-        "sglang": f"commit {pins.SGLANG_COMMIT[:10]}",
-        "miles": f"commit {pins.MILES_COMMIT[:10]}",
-    }.get(dist, "any")
-
-
 def _check_plan(report: DoctorReport, req: DoctorRequirements, facts: MachineFacts, engine) -> None:
     if req.experiment is None:
         return
@@ -473,20 +433,21 @@ def _check_plan(report: DoctorReport, req: DoctorRequirements, facts: MachineFac
                "" if plan.fits else "; ".join(plan.problems) + " (`mileage plan` says what would fit)")
 
 
-# The training program's own parser, in its own interpreter: `sys.argv` as train.py would see it, nothing launched.
-# Exit 0 = accepted; any other status = refused (argparse exits 2, miles' and Megatron's asserts exit 1), except
+# The training program's own parser, in its own interpreter: `sys.argv` as the program would see it, nothing
+# launched. Exit 0 = accepted; any other status = refused (argparse exits 2, a program's asserts exit 1), except
 # NOT_IMPORTABLE_STATUS, which this snippet itself uses when the parser cannot even be imported.
 NOT_IMPORTABLE_STATUS = 3
 _NOT_IMPORTABLE = "mileage-doctor: parser not importable: "
 _PARSE_PROGRAM = f"""\
-import sys
-sys.argv = ["train.py", *sys.argv[1:]]
+import importlib, sys
+prog, module, function = sys.argv[1:4]
+sys.argv = [prog, *sys.argv[4:]]
 try:
-    from miles.utils.arguments import parse_args
-except ImportError as exc:
+    parse = getattr(importlib.import_module(module), function)
+except (ImportError, AttributeError) as exc:
     print({_NOT_IMPORTABLE!r} + type(exc).__name__ + ": " + str(exc), file=sys.stderr)
     sys.exit({NOT_IMPORTABLE_STATUS})
-parse_args()
+parse()
 """
 
 
@@ -496,22 +457,24 @@ class ParseVerdict:
     message: str = ""
 
 
-def parse_with_program(argv: list[str], python: str, cwd: str | None, env_vars: dict[str, str],
+def parse_with_program(program: ProgramCheck, argv: list[str], env_vars: dict[str, str],
                        timeout_s: float) -> ParseVerdict:
-    """Run miles' `parse_args` on `argv` in `python` (cwd = the miles checkout when it exists here). The job's own
-    environment variables are added to this one's, secrets left out: parsing needs none."""
+    """Run the program's own parser on `argv` in its interpreter (cwd = its directory when it exists here). The
+    job's own environment variables are added to this one's, secrets left out: parsing needs none."""
     from mileage.secrets import scrubbed_environ
 
     env = scrubbed_environ(os.environ)
     for key, value in env_vars.items():
         env[key] = value + os.pathsep + env[key] if key == "PYTHONPATH" and env.get(key) else str(value)
+    cwd = program.cwd if program.cwd and Path(program.cwd).is_dir() else None
+    command = [program.python, "-c", _PARSE_PROGRAM, program.prog, program.module, program.function, *argv]
     try:
-        done = subprocess.run([python, "-c", _PARSE_PROGRAM, *argv], cwd=cwd, env=env, capture_output=True,
-                              text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout_s,
+                              stdin=subprocess.DEVNULL)
     except FileNotFoundError:
-        return ParseVerdict("not importable", f"no interpreter {python!r} here")
+        return ParseVerdict("not importable", f"no interpreter {program.python!r} here")
     except subprocess.TimeoutExpired:
-        return ParseVerdict("no answer", f"parse_args gave no verdict within {timeout_s:g} s")
+        return ParseVerdict("no answer", f"{program.function} gave no verdict within {timeout_s:g} s")
     lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
     if done.returncode == 0:
         return ParseVerdict("accepted")
@@ -523,37 +486,33 @@ def parse_with_program(argv: list[str], python: str, cwd: str | None, env_vars: 
 
 
 def _check_program_args(report: DoctorReport, req: DoctorRequirements, facts: MachineFacts) -> None:
-    """The experiment's argv, in the job's environment (CUDA_DEVICE_MAX_CONNECTIONS, PYTHONPATH, ...), through the
-    installed miles' own parser. Not importable: a WARN on a machine that
-    cannot run the experiment anyway (a CPU or submit host: the check happens on the GPU machine), a FAIL where
-    its GPUs are (this is where it is about to run, and train.py would not start)."""
-    check = "miles parse_args"
+    """The experiment's training argv, in the job's environment (CUDA_DEVICE_MAX_CONNECTIONS, PYTHONPATH, ...),
+    through the installed program's own parser. Not importable: a WARN on a machine that cannot run the experiment
+    anyway (a CPU or submit host: the check happens on the GPU machine), a FAIL where its GPUs are (this is where
+    it is about to run, and the program would not start)."""
     if req.job is None:
         if req.job_error:
-            report.add(check, "the train job's argv", "job not built", "WARN", req.job_error)
+            report.add("training job", "the train job's argv", "job not built", "WARN", req.job_error)
         return
-    process = req.job.engine.job_process(req.job.params, req.job.inputs, req.job.run_dir)
-    if process is None:
+    spec = req.job.spec()
+    program = spec.program
+    if program is None or spec.argv is None:
         return  # the engine's training runs inside mileage's own interpreter: no program to ask
-    try:
-        argv = req.job.argv()
-    except NotImplementedError:
-        return
-    python, program_dir, env_vars = process
-    cwd = program_dir if Path(program_dir).is_dir() else None
-    result = parse_with_program(argv, python, cwd, env_vars, req.parse_timeout_s)
-    expected = f"accepted ({python}, {len(argv)} tokens)"
+    check, argv = program.label, spec.argv
+    result = parse_with_program(program, argv, spec.runtime_env.get("env_vars", {}), req.parse_timeout_s)
+    expected = f"accepted ({program.python}, {len(argv)} tokens)"
     if result.verdict == "accepted":
         report.add(check, expected, "accepted", "OK")
     elif result.verdict == "refused":
-        report.add(check, expected, "refused", "FAIL", f"miles says: {result.message}")
+        report.add(check, expected, "refused", "FAIL", f"{program.prog} says: {result.message}")
     elif result.verdict == "no answer":
         report.add(check, expected, "no verdict", "WARN", result.message)
     else:
         here = bool(facts.gpus) and len(facts.gpus) >= req.gpus
-        report.add(check, expected, "miles not importable", "FAIL" if here else "WARN",
-                   f"{result.message}; " + ("install miles into that interpreter (envs/README.md)" if here else
-                                            "checked on the GPU machine that runs it (run mileage doctor there)"))
+        report.add(check, expected, f"{program.module} not importable", "FAIL" if here else "WARN",
+                   f"{result.message}; " + (f"install {req.engine} into that interpreter (envs/README.md)" if here
+                                            else "checked on the GPU machine that runs it (run mileage doctor "
+                                            "there)"))
 
 
 def _check_disk(report: DoctorReport, req: DoctorRequirements) -> None:

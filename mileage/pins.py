@@ -4,9 +4,9 @@ Two kinds of pins:
 - the light environment (analysis, local engine, Snakemake): its exact pins live in pyproject.toml and
   are read back here at run time (from the installed distribution's metadata, or from pyproject.toml of
   a source checkout), never copied;
-- the miles stack (CUDA side): facts from /work/shared/miles/FACTS.md sections 1 and 7 (commits of the
-  miles v0.1.0 release and its release-lock.json, image tags, what sm_120 needs). envs/miles.yaml,
-  flake.nix and docs/rtx5090.md spell the same values; tests/test_envs.py checks that they agree.
+- the CUDA side every GPU engine shares (Python, CUDA 12.8, torch, Ray, what sm_120 needs). envs/*.yaml,
+  flake.nix and docs/rtx5090.md spell the same values; tests/test_envs.py checks that they agree. An
+  engine's own stack (its commits, image, kernels) is pinned in its folder (mileage/engines/<name>/).
 """
 
 from __future__ import annotations
@@ -27,42 +27,19 @@ ENV_FILES: dict[str, str] = {
     "miles": "envs/miles.yaml",
 }
 
-# The miles image for --sdm apptainer: CUDA 12.9, prebuilt kernels for sm 8.0-10.3 (H100/H200/B200 boxes).
-# It has no sm_120 kernels and there is no CUDA 12.8 image: an RTX 5090 takes the from-source path.
-MILES_CONTAINER_IMAGE = "docker://radixark/miles:v0.1.0-cu12"
-MILES_CONTAINER_CUDA = "12.9"
-
-# miles release v0.1.0 and the SGLang / Megatron-LM commits its release-lock.json pins.
-MILES_REPO = "https://github.com/radixark/miles.git"
-MILES_COMMIT = "78527b9102b3a5f15891128cbec3ac6c2dc4089e"
-MILES_VERSION_TAG = "v0.1.0"
-# The flag lists in the project (miles' parser) were read at miles main HEAD, a later commit.
-MILES_FLAGS_COMMIT = "31f1ca961a94cb860cec3b2dea34ec332bfa8f76"
-SGLANG_REPO = "https://github.com/sgl-project/sglang.git"
-SGLANG_BRANCH = "sglang-miles"
-SGLANG_COMMIT = "cb05a44f35a7c9e27e46d74112cc841ca674ef43"
-MEGATRON_REPO = "https://github.com/radixark/Megatron-LM.git"
-MEGATRON_BRANCH = "miles-main"
-MEGATRON_COMMIT = "37f91617b95c1ef4f01fc66210e502572ad97fda"
-MEGATRON_CORE_VERSION = "0.16.0rc0"
-
-# The CUDA 12.8 stack (envs/miles.yaml, flake.nix's cuda shell, docs/rtx5090.md).
+# The CUDA 12.8 stack (envs/*.yaml, flake.nix's cuda shell, docs/rtx5090.md).
 PYTHON_VERSION = "3.12.11"
 CUDA_VERSION = "12.8"
 PYTORCH_CU128_INDEX = "https://download.pytorch.org/whl/cu128"
 TORCH_CU128 = "2.11.0+cu128"
 TORCHVISION_CU128 = "0.26.0+cu128"
 TORCHAUDIO_CU128 = "2.11.0+cu128"
-TRANSFORMER_ENGINE_VERSION = "2.18.0"
-FLASH_ATTN_VERSION = "2.8.3"
 RAY_VERSION = "2.60.0"
 
-# What Blackwell consumer cards (compute capability 12.0) need at the least.
+# What Blackwell consumer cards (compute capability 12.0) need of CUDA and torch at the least.
 SM120_CAPABILITY = (12, 0)
 MIN_CUDA_FOR_SM120 = (12, 8)
 MIN_TORCH_FOR_SM120 = (2, 7)
-MIN_FLASH_ATTN_FOR_SM120 = (2, 8, 3)
-MIN_CUDNN_FOR_FUSED_ATTENTION_SM120 = (9, 18)
 
 _EXACT_PIN = re.compile(r"^==(?P<version>[^,*]+)$")
 

@@ -35,8 +35,9 @@ import functools
 import math
 import re
 import unicodedata
+from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Callable
+from typing import Callable, Mapping
 
 THINK_END = "</think>"
 RESPONSE_MARKER = "###Response"
@@ -683,29 +684,44 @@ def math_verify(response: str, label: str) -> float:
         return 0.0
 
 
-REWARDS: dict[str, Callable[[str, str], float]] = {
-    "deepscaler": deepscaler,
-    "deepscaler_nothink": deepscaler_nothink,
-    "math_verify": math_verify,
-}
+@dataclass(frozen=True)
+class Reward:
+    """One reward rule, with what the engines and the evaluation records need to know of it."""
 
-# Whether each reward grades only what follows `</think>`: evaluation records extract the same answer.
-REQUIRES_THINK: dict[str, bool] = {
-    "deepscaler": True,
-    "deepscaler_nothink": False,
-    "math_verify": True,
-}
+    name: str  # the config's rollout.reward value
+    grade: Callable[[str, str], float]  # (response, label) -> 0.0 or 1.0; never raises on model output
+    requires_think: bool  # grades only what follows `</think>`: evaluation records extract the same answer
+    description: str  # one line for the schema and the docs
+    # Engines that ship this very rule themselves, by their own name for it (they call theirs; every other engine
+    # calls `grade` through its generic hook). The engine reads its own entry; nothing else interprets it.
+    engine_builtin: Mapping[str, str] = field(default_factory=dict)
 
 
-def get_reward(name: str) -> Callable[[str, str], float]:
-    """The reward function registered as `name`."""
+# The registry: adding a reward is adding an entry here (and its name to config/schema.yaml's enum, which
+# tests/test_rewards.py holds against this list).
+REWARDS: dict[str, Reward] = {entry.name: entry for entry in (
+    Reward("deepscaler", deepscaler, requires_think=True, engine_builtin={"miles": "deepscaler"},
+           description="miles' deepscaler rule: the last \\boxed{} after </think> against the label"),
+    Reward("deepscaler_nothink", deepscaler_nothink, requires_think=False,
+           description="deepscaler without the </think> requirement, for models with no thinking phase"),
+    Reward("math_verify", math_verify, requires_think=True,
+           description="deepscaler's boxed answer judged by Hugging Face's math-verify (broader equivalence)"),
+)}
+
+
+def registered(name: str) -> Reward:
+    """The registry entry of reward `name`."""
     try:
         return REWARDS[name]
     except KeyError:
         raise ValueError(f"unknown reward {name!r}; known rewards: {', '.join(sorted(REWARDS))}") from None
 
 
+def get_reward(name: str) -> Callable[[str, str], float]:
+    """The grading function of reward `name`."""
+    return registered(name).grade
+
+
 def requires_think(name: str) -> bool:
     """Whether reward `name` grades only the text after `</think>`."""
-    get_reward(name)
-    return REQUIRES_THINK[name]
+    return registered(name).requires_think

@@ -7,7 +7,7 @@ reaches Snakemake's params records, the run's fingerprint.json and Ray's job inf
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 # Environment variable names that hold secrets: HF_TOKEN, WANDB_API_KEY, AWS_SECRET_ACCESS_KEY, ...
 SECRET_ENV_NAME = re.compile(r"(^|_)(TOKEN|KEY|SECRET)$|PASSWORD", re.IGNORECASE)
@@ -30,15 +30,23 @@ def is_secret_option(name: str) -> bool:
     return bool(name) and bool(SECRET_OPTION_NAME.search(name))
 
 
-def secret_config_problems(exp: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """(key path relative to the experiment, why) for every credential a resolved experiment would carry."""
-    extra_args: Sequence[str] = exp["miles"]["extra_args"]
-    for i, token in enumerate(extra_args):
-        if token.startswith("-") and is_secret_option(token):
-            yield f"miles.extra_args[{i}]", f"{token.split('=', 1)[0]} {_WHY}"
-    for key in sorted(exp["miles"]["sglang"]["extra"]):
-        if is_secret_option(key):
-            yield f"miles.sglang.extra.{key}", f"SGLang's {key} {_WHY}"
+def secret_config_problems(exp: Mapping[str, Any], free_form_keys: Iterable[Any]) -> Iterator[tuple[str, str]]:
+    """(key path relative to the experiment, why) for every credential a resolved experiment would carry in the
+    free-form keys its engine declares (mileage.engines.contract.FreeFormKey: `.key` dotted, `.form` "argv" for
+    a list of command-line tokens or "options" for a mapping of option names)."""
+    for entry in free_form_keys:
+        value: Any = exp
+        for part in entry.key.split("."):
+            value = value[part]
+        if entry.form == "argv":
+            tokens: Sequence[str] = value
+            for i, token in enumerate(tokens):
+                if token.startswith("-") and is_secret_option(token):
+                    yield f"{entry.key}[{i}]", f"{token.split('=', 1)[0]} {_WHY}"
+        else:
+            for key in sorted(value):
+                if is_secret_option(key):
+                    yield f"{entry.key}.{key}", f"option {key} {_WHY}"
 
 
 # ---- environment variables --------------------------------------------------------------------------------------

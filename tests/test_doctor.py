@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from mileage import doctor, pins
+from mileage.engines.contract import ProgramCheck
+from mileage.engines.miles import pins as miles_pins
 from mileage.doctor import DoctorError, GpuInfo, MachineFacts
 
 DEMO = {"engine": "local", "resources": {"gpus": 0, "device": "cpu"}, "model": {"source": "demo"},
@@ -30,7 +32,7 @@ def light_env_versions() -> dict[str, str]:
 
 def cpu_facts(**overrides) -> MachineFacts:
     facts = MachineFacts(python="3.12.11", versions=light_env_versions(), torch_version="2.13.0+cpu",
-                         importable={m: False for m, _, _ in doctor.STACK_MODULES})
+                         importable={m.module: False for m in doctor.STACK_MODULES})
     for key, value in overrides.items():
         setattr(facts, key, value)
     return facts
@@ -40,13 +42,13 @@ def gpu_box(n: int = 2, gpu: GpuInfo = RTX5090, arch=("sm_90", "sm_100", "sm_120
             cuda="12.8", stack: bool = True) -> MachineFacts:
     versions = light_env_versions()
     if stack:
-        versions.update({"miles": "0.1.0", "megatron-core": pins.MEGATRON_CORE_VERSION, "sglang": "0.5.19",
-                         "transformer-engine": pins.TRANSFORMER_ENGINE_VERSION, "flash-attn": "2.8.3"})
+        versions.update({"miles": "0.1.0", "megatron-core": miles_pins.MEGATRON_CORE_VERSION, "sglang": "0.5.19",
+                         "transformer-engine": miles_pins.TRANSFORMER_ENGINE_VERSION, "flash-attn": "2.8.3"})
     return MachineFacts(
         python="3.12.11", versions=versions, torch_version=torch, torch_cuda=cuda, torch_arch_list=list(arch),
         cuda_available=True, gpus=[GpuInfo(i, gpu.name, gpu.capability, gpu.memory_gb) for i in range(n)],
         nccl="2.27.3", driver="580.65", smi_gpus=[f"{gpu.name}, 32607 MiB"] * n,
-        importable={m: stack or m == "ray" for m, _, _ in doctor.STACK_MODULES},
+        importable={m.module: stack or m.module == "ray" for m in doctor.STACK_MODULES},
     )
 
 
@@ -99,7 +101,7 @@ def test_miles_fails_on_this_cpu_machine_with_reasons(tmp_path):
     assert code == 1
     assert "verdict: cannot run here" in table
     assert f"install torch=={pins.TORCH_CU128}" in table
-    assert pins.MILES_CONTAINER_IMAGE in table
+    assert miles_pins.MILES_CONTAINER_IMAGE in table
 
 
 def test_miles_on_cpu_facts_fails_each_missing_piece(tmp_path):
@@ -328,7 +330,7 @@ def test_parse_runs_in_the_jobs_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_DEVICE_MAX_CONNECTIONS", raising=False)
     req = shipped_miles_req(tmp_path, REPO / "config/experiments/glm-z1-9b-8xh100.yaml")
     argv = req.job.argv()
-    bare = doctor.parse_with_program(argv, sys.executable, None, {}, 60)
+    bare = doctor.parse_with_program(dataclasses.replace(req.job.spec().program, python=sys.executable, cwd=""), argv, {}, 60)
     assert bare.verdict == "refused" and "CUDA_DEVICE_MAX_CONNECTIONS" in bare.message
     assert rows(doctor.run_doctor(req, cpu_facts()))["miles parse_args"].status == "OK"
 
@@ -340,7 +342,7 @@ def test_miles_not_importable_warns_off_the_gpu_box_and_fails_on_it(tmp_path, mo
     report = doctor.run_doctor(shipped_miles_req(tmp_path, REPO / "config/experiments/glm-z1-9b-8xh100.yaml"),
                                facts)
     row = rows(report)["miles parse_args"]
-    assert (row.found, row.status) == ("miles not importable", status)
+    assert (row.found, row.status) == ("miles.utils.arguments not importable", status)
     assert "No module named 'miles'" in row.hint
 
 
@@ -349,7 +351,9 @@ def test_a_parser_that_hangs_gets_no_verdict(tmp_path):
     (tmp_path / "miles" / "__init__.py").write_text("")
     (tmp_path / "miles" / "utils" / "__init__.py").write_text("")
     (tmp_path / "miles" / "utils" / "arguments.py").write_text("import time\ndef parse_args():\n    time.sleep(60)\n")
-    verdict = doctor.parse_with_program(["--lr", "1e-6"], sys.executable, str(tmp_path), {}, timeout_s=1)
+    parser = ProgramCheck("miles parse_args", sys.executable, str(tmp_path), "miles.utils.arguments", "parse_args",
+                          "train.py")
+    verdict = doctor.parse_with_program(parser, ["--lr", "1e-6"], {}, timeout_s=1)
     assert verdict.verdict == "no answer" and "1 s" in verdict.message
 
 

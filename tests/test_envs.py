@@ -1,7 +1,7 @@
 """The pinned environments: conda env files, the Nix flake and its lock, the SLURM profile.
 
 What a user relies on: every env file parses and pins every package exactly (so `--sdm conda` builds the
-same env everywhere), the pins agree with pyproject.toml and mileage/pins.py, the flake parses and its lock
+same env everywhere), the pins agree with pyproject.toml and mileage/pins.py (mileage/engines/miles/pins.py for the miles stack), the flake parses and its lock
 is a valid lock of the stated nixpkgs revision, and the SLURM profile turns a rule's gpu resource into a
 GPU request.
 """
@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from mileage import pins
+from mileage.engines.miles import pins as miles_pins
 
 ROOT = Path(__file__).resolve().parents[1]
 NIXPKGS_REV = "b43c397f6c213918d6cfe6e3550abfe79b5d1c51"
@@ -103,12 +104,12 @@ def test_miles_env_matches_the_pins_module():
     assert pip["torch"] == pins.TORCH_CU128 and pip["torchvision"] == pins.TORCHVISION_CU128
     assert pip["torchaudio"] == pins.TORCHAUDIO_CU128
     assert pins.version_tuple(pip["torch"]) >= pins.MIN_TORCH_FOR_SM120
-    assert pip["transformer-engine"] == pip["transformer-engine-cu12"] == pins.TRANSFORMER_ENGINE_VERSION
+    assert pip["transformer-engine"] == pip["transformer-engine-cu12"] == miles_pins.TRANSFORMER_ENGINE_VERSION
     assert pip["ray"] == pins.RAY_VERSION == pins.light_env_pins()["ray"]
     items = [i for d in env["dependencies"] if isinstance(d, dict) for i in d["pip"]]
     assert f"--extra-index-url {pins.PYTORCH_CU128_INDEX}" in items
     megatron = [m for m in map(_PIP_GIT.match, items) if m and m["name"] == "megatron-core"]
-    assert megatron and megatron[0]["commit"] == pins.MEGATRON_COMMIT
+    assert megatron and megatron[0]["commit"] == miles_pins.MEGATRON_COMMIT
     assert conda_pins(env)["cuda-toolkit"].startswith(pins.CUDA_VERSION + ".")
     assert any("cuda-" + conda_pins(env)["cuda-toolkit"] in c for c in env["channels"])
 
@@ -214,22 +215,22 @@ def test_slurm_profile_dry_run_replaces_the_default_profile(tmp_path):
 
 def test_rtx5090_guide_names_the_pinned_commits_and_wheels():
     guide = (ROOT / "docs/rtx5090.md").read_text(encoding="utf-8")
-    for value in (pins.SGLANG_COMMIT, pins.MEGATRON_COMMIT, pins.MILES_COMMIT, pins.TORCH_CU128,
-                  pins.TORCHVISION_CU128, pins.PYTORCH_CU128_INDEX, pins.TRANSFORMER_ENGINE_VERSION,
-                  pins.FLASH_ATTN_VERSION, pins.RAY_VERSION, "NCCL_NVLS_ENABLE=0", "--attention-backend fused"):
+    for value in (miles_pins.SGLANG_COMMIT, miles_pins.MEGATRON_COMMIT, miles_pins.MILES_COMMIT, pins.TORCH_CU128,
+                  pins.TORCHVISION_CU128, pins.PYTORCH_CU128_INDEX, miles_pins.TRANSFORMER_ENGINE_VERSION,
+                  miles_pins.FLASH_ATTN_VERSION, pins.RAY_VERSION, "NCCL_NVLS_ENABLE=0", "--attention-backend fused"):
         assert value in guide, value
 
 
-# ---- the miles stack: every source at a full commit, the commits one truth (mileage/pins.py) ----------------
+# ---- the miles stack: every source at a full commit, the commits one truth (mileage/engines/miles/pins.py) ----------------
 
 POST_DEPLOY = ROOT / Path(pins.ENV_FILES["miles"]).with_suffix(".post-deploy.sh")
 _GIT_REF = re.compile(r"git\+(?P<repo>https://[^@\s\"]+?)(?:\.git)?@(?P<ref>[^#\s\"]+)")
 _CLONE = re.compile(r"^checkout (?P<repo>https://\S+?)(?:\.git)? (?P<ref>\S+) ", re.M)
 _FULL_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 STACK_COMMITS = {
-    pins.MILES_REPO.removesuffix(".git"): pins.MILES_COMMIT,
-    pins.SGLANG_REPO.removesuffix(".git"): pins.SGLANG_COMMIT,
-    pins.MEGATRON_REPO.removesuffix(".git"): pins.MEGATRON_COMMIT,
+    miles_pins.MILES_REPO.removesuffix(".git"): miles_pins.MILES_COMMIT,
+    miles_pins.SGLANG_REPO.removesuffix(".git"): miles_pins.SGLANG_COMMIT,
+    miles_pins.MEGATRON_REPO.removesuffix(".git"): miles_pins.MEGATRON_COMMIT,
 }
 
 
@@ -245,9 +246,9 @@ def stack_sources() -> list[tuple[str, str, str]]:
 
 def test_the_pinned_stack_commits_are_full_hashes():
     # A prefix would be a guess at which commit is meant: refuse it here, loudly.
-    for name, commit in (("MILES_COMMIT", pins.MILES_COMMIT), ("SGLANG_COMMIT", pins.SGLANG_COMMIT),
-                         ("MEGATRON_COMMIT", pins.MEGATRON_COMMIT), ("MILES_FLAGS_COMMIT", pins.MILES_FLAGS_COMMIT)):
-        assert _FULL_COMMIT.match(commit), f"mileage.pins.{name} = {commit!r} is not a full 40-hex commit"
+    for name, commit in (("MILES_COMMIT", miles_pins.MILES_COMMIT), ("SGLANG_COMMIT", miles_pins.SGLANG_COMMIT),
+                         ("MEGATRON_COMMIT", miles_pins.MEGATRON_COMMIT), ("MILES_FLAGS_COMMIT", miles_pins.MILES_FLAGS_COMMIT)):
+        assert _FULL_COMMIT.match(commit), f"mileage.engines.miles.pins.{name} = {commit!r} is not a full 40-hex commit"
 
 
 def test_the_miles_env_installs_miles_sglang_and_megatron_at_the_pinned_commits():
@@ -260,14 +261,14 @@ def test_the_miles_env_installs_miles_sglang_and_megatron_at_the_pinned_commits(
     for package in ("sglang @", "sgl-kernel @", "miles @"):
         assert package in text, package
     # Both checkouts the jobs run from (train.py and tools/; megatron.training on PYTHONPATH) are cloned.
-    assert {m["repo"] for m in _CLONE.finditer(text)} == {pins.MILES_REPO.removesuffix(".git"),
-                                                          pins.MEGATRON_REPO.removesuffix(".git")}
+    assert {m["repo"] for m in _CLONE.finditer(text)} == {miles_pins.MILES_REPO.removesuffix(".git"),
+                                                          miles_pins.MEGATRON_REPO.removesuffix(".git")}
 
 
 def test_the_post_deploy_builds_against_the_envs_torch():
     text = POST_DEPLOY.read_text(encoding="utf-8")
     assert "--no-build-isolation --no-deps" in text and "set -euo pipefail" in text
-    for pin in (f"transformer-engine-torch=={pins.TRANSFORMER_ENGINE_VERSION}", f"flash-attn=={pins.FLASH_ATTN_VERSION}"):
+    for pin in (f"transformer-engine-torch=={miles_pins.TRANSFORMER_ENGINE_VERSION}", f"flash-attn=={miles_pins.FLASH_ATTN_VERSION}"):
         assert pin in text, pin
     assert 'TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-12.0}"' in text
     bash = shutil.which("bash")
@@ -279,11 +280,11 @@ def test_the_post_deploy_builds_against_the_envs_torch():
 def test_the_commits_and_cuda_floor_agree_with_facts():
     facts = ROOT.parent / "shared" / "miles" / "FACTS.md"
     if not facts.is_file():
-        pytest.skip(f"{facts} not here: the commits are checked against mileage/pins.py only")
+        pytest.skip(f"{facts} not here: the commits are checked against mileage/engines/miles/pins.py only")
     text = facts.read_text(encoding="utf-8")
-    assert f"`v0.1.0` = commit `{pins.MILES_COMMIT}`" in text
-    assert f"SGLang `{pins.SGLANG_COMMIT}`" in text and f"Megatron-LM `{pins.MEGATRON_COMMIT}`" in text
-    assert f"megatron-core {pins.MEGATRON_CORE_VERSION}" in text
+    assert f"`v0.1.0` = commit `{miles_pins.MILES_COMMIT}`" in text
+    assert f"SGLang `{miles_pins.SGLANG_COMMIT}`" in text and f"Megatron-LM `{miles_pins.MEGATRON_COMMIT}`" in text
+    assert f"megatron-core {miles_pins.MEGATRON_CORE_VERSION}" in text
     cuda, torch = re.search(r"sm_120 needs CUDA >= ([\d.]+) and PyTorch >= ([\d.]+)", text).groups()
     assert pins.version_tuple(cuda) == pins.MIN_CUDA_FOR_SM120 and pins.version_tuple(torch) == pins.MIN_TORCH_FOR_SM120
     assert pins.version_tuple(pins.TORCH_CU128) >= pins.MIN_TORCH_FOR_SM120

@@ -16,7 +16,7 @@ from fake_miles.experiments import EXPERIMENTS_DIR, REPO, load_experiment, resol
 from key_recorder import Recording
 from mileage import keys
 from mileage.config import ExperimentResolver
-from mileage.engines import get_engine
+from mileage.engines import ENGINE_NAMES, get_engine
 from mileage.layout import Layout
 from mileage.stages.params import rule_params
 
@@ -133,19 +133,19 @@ def build_local_train(params):
     spec["data"]["apply_chat_template"], spec["rollout"]["reward"], spec["rollout_seed"]
     if spec["eval"]["interval"]:
         eval_sampling(spec["eval"])
-    job_env(params["ray"]["num_cpus"] or 1)
+    job_env(params["ray"])
     cluster_spec(params["ray"], params["resources"]["gpus"])
 
 
 def build_local_eval(monkeypatch, which):
-    import mileage.engines.local.sampling as sampling
+    from mileage.launch.ray_cluster import cluster_spec
 
     def build(params):
-        monkeypatch.setattr(sampling, "evaluate_model", lambda *a, **kw: [])
         inputs = {"model": "/m", "data": "/d/e.jsonl", "done": "/r/done.json"}
         if which == "final":
             monkeypatch.setattr("mileage.engines.local.engine.final_model", lambda done: "/r/final")
-        get_engine("local").evaluate(params, inputs, "/tmp/out.jsonl")
+        get_engine("local").evaluation_job(params, inputs, Path("/tmp/work"))
+        cluster_spec(params["ray"], params["resources"]["gpus"])  # what the runner reads to place the job
     return build
 
 
@@ -262,9 +262,19 @@ def test_every_declared_key_is_a_schema_key_and_every_engine_declares_every_stag
 
 
 def test_the_resume_policy_names_only_keys_training_reads():
-    train_leaves = set(keys.stage_reads("train", "local")) | set(keys.stage_reads("train", "miles"))
-    for key in keys.RESUME_SAFE:
-        assert set(keys.expand([key])) & train_leaves, f"{key} is resume-safe but no training reads it"
+    for engine in ENGINE_NAMES:
+        train_leaves = set(keys.stage_reads("train", engine))
+        for key in keys.resume_safe_keys(engine):
+            assert set(keys.expand([key])) & train_leaves, f"{key} is resume-safe but no {engine} training reads it"
+
+
+def test_an_engines_own_resume_safe_keys_continue_only_its_runs():
+    """The miles checkout's path may change under a miles run (declared by the miles engine, not by mileage.keys)."""
+    assert "miles.miles_dir" not in keys.RESUME_SAFE
+    assert keys.resume_safe("miles.miles_dir", engine="miles")
+    assert keys.resume_safe("miles.python", params={"engine": "miles"})
+    assert not keys.resume_safe("miles.miles_dir", engine="local")
+    assert keys.resume_safe("ray.port", engine="local") and not keys.resume_safe("train.lr", engine="miles")
 
 
 def test_mileage_keys_prints_the_declaration(capsys):

@@ -1,8 +1,10 @@
-"""The architecture stays visible: no engine switch outside mileage/engines/, the library's layers import
-downwards only, and the batch identity is computed in one place."""
+"""The architecture stays visible: no engine switch outside mileage/engines/, nothing outside an engine's folder
+knows its keys, flags, pins or imports, the library has no import cycle (lazy imports included), and the batch
+identity is computed in one place."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -50,6 +52,158 @@ def test_config_never_imports_an_engines_internals_and_metrics_never_import_repo
 def test_no_engine_imports_a_stage():
     for file in (REPO / "mileage" / "engines").rglob("*.py"):
         assert "mileage.stages" not in file.read_text(), file
+
+
+# ---- what only mileage/engines/miles/ knows ------------------------------------------------------------------------
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    return {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+
+
+def _own_cli_options(tree: ast.AST) -> set[int]:
+    """String constants given to argparse's add_argument: mileage's own command-line options."""
+    return {id(arg) for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"
+            for arg in node.args if isinstance(arg, ast.Constant)}
+
+
+def miles_knowledge(path: Path, source: str) -> list[str]:
+    """Where `source` names a miles config key (`miles.<key>`, `x["miles"]`), a flag of miles' train.py, a miles
+    stack pin (a value or a name of mileage.engines.miles.pins) or imports miles (or mileage.engines.miles).
+    Docstrings and comments may talk about miles; code may not know it."""
+    from mileage.engines.miles import pins as miles_pins
+    from mileage.engines.miles.flags import known_flags
+
+    flags = known_flags("megatron") | known_flags("fsdp")
+    pin_names = {name for name in vars(miles_pins) if name.isupper()}
+    pin_values = {value for name, value in vars(miles_pins).items() if name.isupper() and isinstance(value, str)}
+    tree = ast.parse(source)
+    prose, options = _docstrings(tree), _own_cli_options(tree)
+    found = []
+    for node in ast.walk(tree):
+        at = f"{path}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            found += [f"{at} imports {m}" for m in modules
+                      if m.split(".")[0] == "miles" or m.startswith("mileage.engines.miles")]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose | options:
+            found += [f"{at} key {k}" for k in re.findall(r"(?<![\w/])miles\.[a-z_]+", node.value)]
+            found += [f"{at} flag {f}" for f in re.findall(r"(?<![\w-])--[a-z0-9][a-z0-9-]*", node.value)
+                      if f in flags]
+            found += [f"{at} pin {node.value!r}"] if node.value in pin_values else []
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and node.slice.value == "miles":
+            found.append(f"{at} key miles (a subscript)")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+                and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value == "miles":
+            found.append(f"{at} key miles (.get)")
+        elif isinstance(node, ast.Name) and node.id in pin_names or \
+                isinstance(node, ast.Attribute) and node.attr in pin_names:
+            found.append(f"{at} pin {getattr(node, 'id', getattr(node, 'attr', ''))}")
+    return found
+
+
+def test_no_module_outside_the_engines_knows_miles():
+    found = []
+    for file in sorted((REPO / "mileage").rglob("*.py")):
+        if "engines" not in file.relative_to(REPO).parts:
+            found += miles_knowledge(file.relative_to(REPO), file.read_text(encoding="utf-8"))
+    assert not found, "miles knowledge outside mileage/engines/:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("line", [
+    'exp["miles"]["extra_args"]', 'KEYS = ("miles.miles_dir",)', 'argv = ["--rm-type", "deepscaler"]',
+    "from miles.utils.arguments import parse_args", "import mileage.engines.miles.pins",
+    'IMAGE = "docker://radixark/miles:v0.1.0-cu12"', "hint = pins.SGLANG_COMMIT", 'params.get("miles")',
+])
+def test_the_scan_catches_miles_knowledge(line):
+    assert miles_knowledge(Path("x.py"), line)
+
+
+def test_the_scan_lets_prose_and_our_own_options_be():
+    source = '"""Runs miles (miles.extra_args, --rm-type)."""\nparser.add_argument("--config")\n# miles.python\n'
+    assert not miles_knowledge(Path("x.py"), source)
+
+
+def test_no_engine_imports_the_config_loader():
+    """Engines raise mileage.errors.ConfigError; mileage.config asks the engines, never the reverse."""
+    for file in (REPO / "mileage" / "engines").rglob("*.py"):
+        tree = ast.parse(file.read_text(encoding="utf-8"))
+        modules = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        modules += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+        modules += [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+                    for a in n.names]
+        assert "mileage.config" not in modules, f"{file.relative_to(REPO)} imports mileage.config"
+
+
+# ---- no import cycle ------------------------------------------------------------------------------------------------
+
+def import_graph(root: Path = REPO / "mileage") -> dict[str, set[str]]:
+    """module -> the mileage modules it imports, at any depth of its code: a lazy import inside a function is an
+    edge too, so no cycle hides behind one."""
+    files = {}
+    for file in root.rglob("*.py"):
+        parts = list(file.relative_to(root.parent).with_suffix("").parts)
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = file
+    graph: dict[str, set[str]] = {}
+    for module, file in files.items():
+        package = module if file.name == "__init__.py" else module.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
+                edges |= {f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names}
+        graph[module] = {m for m in edges if m in files and m != module}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_library_has_no_import_cycle():
+    assert not cycles(import_graph()), f"import cycles (lazy imports count): {cycles(import_graph())}"
+
+
+def test_the_cycle_finder_finds_a_lazy_cycle(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("from pkg.b import f\n")
+    (tmp_path / "pkg" / "b.py").write_text("def f():\n    from pkg import a\n")
+    assert cycles(import_graph(tmp_path / "pkg")) == [["pkg.a", "pkg.b"]]
 
 
 @pytest.mark.parametrize("rollout, train", [

@@ -248,14 +248,34 @@ def test_eval_only_argv(reference, card):
     assert "--load" not in base and dict(zip(base, base[1:]))["--ref-load"] == "/c/torch_dist"
 
 
-def test_nothink_reward_goes_through_the_custom_hook(reference, card):
+@pytest.mark.parametrize("name", ["deepscaler_nothink", "math_verify"])
+def test_a_reward_miles_lacks_goes_through_the_one_hook_named_by_the_job_env(reference, card, monkeypatch, name):
+    """Every reward miles does not ship is the same --custom-rm-path hook; the job's runtime env names the rule."""
+    from mileage.engines.miles.reward_hook import REWARD_ENV, RewardHookError
+    from mileage.engines.miles.runtime_env import runtime_env
+
     experiment = copy.deepcopy(reference)
-    experiment["rollout"]["reward"] = "deepscaler_nothink"
+    experiment["rollout"]["reward"] = name
     argv = build_argv(experiment, card, PATHS)
     module, func = dict(zip(argv, argv[1:]))["--custom-rm-path"].rsplit(".", 1)
+    assert "--rm-type" not in argv
     hook = getattr(__import__(module, fromlist=[func]), func)
-    assert asyncio.run(hook(None, SimpleNamespace(response="so \\boxed{12}", label="12"))) == 1.0
-    assert asyncio.run(hook(None, SimpleNamespace(response="so \\boxed{13}", label="12"))) == 0.0
+    env = runtime_env(experiment, PATHS, run=lambda args: None)["env_vars"]
+    monkeypatch.setenv(REWARD_ENV, env[REWARD_ENV])
+    nothink = "so \\boxed{12}"  # no </think>: only deepscaler_nothink grades it
+    assert asyncio.run(hook(None, SimpleNamespace(response=nothink, label="12"))) == (name == "deepscaler_nothink")
+    assert asyncio.run(hook(None, SimpleNamespace(response="</think> \\boxed{\\frac{24}{2}}", label="12"))) == (
+        name == "math_verify")
+    monkeypatch.delenv(REWARD_ENV)
+    with pytest.raises(RewardHookError, match=REWARD_ENV):
+        asyncio.run(hook(None, SimpleNamespace(response=nothink, label="12")))
+
+
+def test_an_unknown_reward_is_refused_by_name(reference, card):
+    experiment = copy.deepcopy(reference)
+    experiment["rollout"]["reward"] = "math"
+    with pytest.raises(MilesConfigError, match="rollout.reward: unknown reward 'math'"):
+        build_argv(experiment, card, PATHS)
 
 
 def test_eval_only_pins_one_iteration_directory(reference, card):

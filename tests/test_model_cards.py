@@ -11,6 +11,7 @@ from transformers import Glm4Config
 from fake_miles.experiments import MODELS_DIR
 from mileage.models.cards import (CardError, check_config_before_download, check_hf_config, check_snapshot_files,
                                   config_checks, known_cards, load_card, validate_card)
+from mileage.engines.miles.card_args import check_card_arguments
 from mileage.layout import Layout
 
 # miles/FACTS.md section 1, "GLM-Z1-9B-0414 model arguments", spelled out by hand.
@@ -91,7 +92,7 @@ def test_card_arguments_must_agree_with_shapes(card):
     broken = copy.deepcopy(card)
     broken["megatron_args"][broken["megatron_args"].index("--hidden-size") + 1] = "5120"
     with pytest.raises(CardError, match="--hidden-size 5120"):
-        validate_card(broken, "x.yaml")
+        check_card_arguments(broken, "x.yaml")
     extra = {**copy.deepcopy(card), "colour": "red"}
     with pytest.raises(CardError, match="colour"):
         validate_card(extra, "x.yaml")
@@ -169,13 +170,13 @@ def test_kv_channels_must_agree_with_head_dim():
     broken = copy.deepcopy(card)
     broken["megatron_args"][broken["megatron_args"].index("--kv-channels") + 1] = "64"
     with pytest.raises(CardError, match="--kv-channels 64 disagrees with shapes.head_dim = 128"):
-        validate_card(broken, "x.yaml")
+        check_card_arguments(broken, "x.yaml")
 
 
 def test_every_card_is_valid_and_named_by_its_file():
     assert {"glm-z1-9b-0414", "qwen3-1.7b", "qwen3-4b"} <= set(known_cards(MODELS_DIR))
     for name in known_cards(MODELS_DIR):
-        load_card(name, MODELS_DIR)
+        check_card_arguments(load_card(name, MODELS_DIR), name)  # its Megatron arguments say its shapes
 
 
 # ---- config.json first: a disagreeing checkpoint is refused before any weights come down ----------------------------

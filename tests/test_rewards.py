@@ -204,7 +204,7 @@ def test_rewards_are_binary_floats() -> None:
 def test_garbage_never_raises(garbage: str) -> None:
     start = time.monotonic()
     for reward in REWARDS.values():
-        assert reward(garbage, "1") in (0.0, 1.0)
+        assert reward.grade(garbage, "1") in (0.0, 1.0)
     extract_answer(garbage, require_think=True)
     assert time.monotonic() - start < 5.0
 
@@ -230,6 +230,22 @@ def test_registry() -> None:
     assert requires_think("deepscaler") and not requires_think("deepscaler_nothink")
     with pytest.raises(ValueError, match="deepscaler, deepscaler_nothink"):
         get_reward("math")
+
+
+def test_the_schema_offers_exactly_the_registered_rewards() -> None:
+    """A reward added to the registry is one the config accepts, and the schema names no reward that is not one;
+    docs/contracts.md lists each with its registry description."""
+    import yaml
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    schema = yaml.safe_load((root / "config" / "schema.yaml").read_text(encoding="utf-8"))
+    rollout = schema["$defs"]["experiment"]["properties"]["rollout"]["properties"]
+    assert sorted(rollout["reward"]["enum"]) == sorted(REWARDS)
+    assert rollout["reward"]["default"] in REWARDS
+    docs = (root / "docs" / "contracts.md").read_text(encoding="utf-8")
+    for entry in REWARDS.values():
+        assert f"| `{entry.name}` | {entry.description} |" in docs, f"docs/contracts.md lacks reward {entry.name}"
 
 
 def test_string_path_is_fast() -> None:

@@ -1,14 +1,16 @@
-"""What every engine provides. The stages, the params, the config checks, doctor and the CLI talk to an engine
-through this contract only; none of them asks which engine it is.
+"""What every engine provides, in three parts kept apart so each stays small. The stages, the params, the config
+checks, doctor and the CLI talk to an engine through this contract only; none of them asks which engine it is, and
+none of them knows an engine's config keys, flags, pins or imports.
 
-An engine (a backend such as miles' FSDP is part of its engine) declares:
-- `reads`: the config keys each of its stages reads (mileage.keys derives the rules' params and the run's resume
-  identity from it);
-- its software environment (`env`, a key of mileage.pins.ENV_FILES) and container image;
-- the training job (entrypoint and Ray runtime env), how its metric events, checkpoints and per-sample in-training
-  eval records are collected, and which rollouts a run of a given length evaluates in training;
-- its evaluation job, its memory plan, its extra inputs (a conversion, the recorded plan), its config checks and
-  doctor requirements.
+1. `Declaration`: what the engine declares. The config keys each of its stages reads (mileage.keys derives the
+   rules' params and the run's resume identity from them) and those a run may continue across, its config checks,
+   the free-form keys that may carry secrets (mileage.secrets scans them), its doctor checks and stack pins, its
+   software environment and container image.
+2. `Jobs`: the jobs it runs. Training and evaluation are `JobSpec`s (entrypoint, runtime env, what to prepare
+   first, the program's own argv); the stages' one runner launches every spec the same way.
+   Beside them, the jobs' graph inputs, and the conversion and export tools for the engines that need them.
+3. `RunReader`: how its runs are read. Checkpoints, metric events, the in-training evaluation rollouts, the final
+   model; per-sample eval records are one layout for every engine, read by `read_eval_samples`.
 """
 
 from __future__ import annotations
@@ -25,14 +27,11 @@ from mileage.metrics.events import MetricEvent
 # The stages an engine implements; mileage.keys asks `reads` for each.
 ENGINE_STAGES = ("train", "eval_base", "eval_final", "preflight", "convert_model", "export_hf")
 
+# Where a job writes its per-sample eval records, below its run (or work) directory: `<dataset>/rollout_<N>.jsonl`.
+EVAL_SAMPLES_DIR = "eval_samples"
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """A complete checkpoint of a run: how many rollouts it has trained, and where it is."""
 
-    rollouts: int
-    path: Path
-
+# ---- 1. what an engine declares ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class DoctorNeeds:
@@ -46,26 +45,115 @@ class DoctorNeeds:
     needs_nccl: bool  # whether its GPUs talk over NCCL even on one box
 
 
-class Engine(ABC):
+@dataclass(frozen=True)
+class StackModule:
+    """A module of the engine's software stack that mileage doctor looks for."""
+
+    module: str  # import name
+    distribution: str
+    required: bool
+    expected: str = "any"  # what the doctor's table shows as expected (a version, a commit)
+    exact: str | None = None  # a version the stack pins exactly (a mismatch WARNs)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One row of mileage doctor's table, as an engine judges its own stack."""
+
+    check: str
+    expected: str
+    found: str
+    status: str  # OK | WARN | FAIL
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class FreeFormKey:
+    """A config key whose content the engine passes on unread, so it could carry a credential: `argv` (a list of
+    command-line tokens) or `options` (a mapping of option names to values)."""
+
+    key: str  # dotted, e.g. `<engine>.extra_args`
+    form: str  # "argv" | "options"
+
+
+class Declaration(ABC):
     name: str
     env: str  # mileage.pins.ENV_FILES key: the conda env of its GPU rules (snakemake --sdm conda)
     reads: Mapping[str, tuple[str, ...]]  # stage -> config keys (a section stands for all its leaves)
-    stack_modules: tuple[tuple[str, str, bool], ...] = ()  # (import name, distribution, required) doctor checks
+    resume_safe: Mapping[str, str] = {}  # keys of its own a run may continue across -> why (mileage.keys)
+    free_form_keys: tuple[FreeFormKey, ...] = ()
+    stack_modules: tuple[StackModule, ...] = ()
 
-    # ---- software -----------------------------------------------------------------------------------
     def container(self, exp: Mapping[str, Any]) -> str | None:
         """The image its rules run in under `snakemake --sdm apptainer` (None: the current environment)."""
         return None
 
-    # ---- config ---------------------------------------------------------------------------------------
     def check_config(self, exp: Mapping[str, Any], where: str) -> None:
-        """Raise mileage.config.ConfigError (naming `where.<key>`) for what this engine cannot run."""
+        """Raise mileage.errors.ConfigError (naming `where.<key>`) for what this engine cannot run."""
 
     def check_explicit_keys(self, exp: Mapping[str, Any], explicit: set[str], where: str) -> None:
         """Like check_config, for what the config itself sets (`explicit`: dotted keys, schema defaults excluded),
         e.g. a key that the experiment's settings make meaningless."""
 
-    # ---- graph ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def doctor_needs(self, exp: Mapping[str, Any]) -> DoctorNeeds:
+        """What a machine must have to run `exp`."""
+
+    def stack_findings(self, facts: Any) -> list[Finding]:
+        """Its stack judged on a probed machine (mileage.doctor.MachineFacts: `versions`, `importable`, `gpus`)."""
+        return []
+
+    def memory_plan(self, plan: Mapping[str, Any], name: str | None = None, gpus: int | None = None,
+                    gpu_memory_gb: float | None = None):
+        """The memory plan (an object with `.fits`, `.summary`, `.problems`, `.gpu_peak_gib`, `.gpu_memory_gib`,
+        `.host_total_gib`) of its GPU box, or of `gpus` x `gpu_memory_gb`; None when the engine needs none."""
+        return None
+
+    def plan_main(self, exp: Mapping[str, Any], gpus: int | None, gpu_memory_gb: float | None, name: str) -> int:
+        """`mileage plan`: print the plan, 0 when it fits, 1 when it does not."""
+        print(f"mileage plan: {name}: engine {self.name} needs no memory plan (small models on CPU or one GPU)")
+        return 0
+
+
+# ---- 2. the jobs it runs -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProgramCheck:
+    """The job's own program, for mileage doctor: it calls `module.function()` (the program's argument parser) on
+    the job's argv with `sys.argv[0]` = `prog`, in `python`, in the job's environment."""
+
+    label: str  # the doctor's row, e.g. "<engine> parse_args"
+    python: str
+    cwd: str  # the program's directory (leads its sys.path), used where it exists here
+    module: str
+    function: str
+    prog: str
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job as the stages' runner launches it: `entrypoint` (a command line) run as a Ray job with
+    `runtime_env`. Building a spec has no effect (mileage argv and doctor build them): the runner calls `prepare`
+    (checks that fail before any GPU time is spent, files the job reads) before it starts anything."""
+
+    entrypoint: list[str]
+    runtime_env: dict
+    prepare: tuple[Callable[[], None], ...] = ()
+    argv: list[str] | None = None  # the program's own command line (`mileage argv`), where it has one
+    program: ProgramCheck | None = None
+
+
+class Jobs(ABC):
+    @abstractmethod
+    def training_job(self, train: Mapping[str, Any], inputs: Mapping[str, str], run_dir: Path) -> JobSpec:
+        """The job that trains, or resumes, in `run_dir` (its checkpoints, events and eval samples go there)."""
+
+    @abstractmethod
+    def evaluation_job(self, evaluation: Mapping[str, Any], inputs: Mapping[str, str], work_dir: Path) -> JobSpec:
+        """The job that samples the start model (`which` base) or the final checkpoint (final) on the eval set and
+        writes every sample to `<work_dir>/eval_samples/<dataset>/rollout_<N>.jsonl` (read_eval_samples).
+        `evaluation` is the stage's params: the keys `reads` declares, plus `which`, `name` and `card`."""
+
     def model_inputs(self, layout, exp: Mapping[str, Any]) -> dict[str, str]:
         """What its training and evaluations load beyond the HF start model and the datasets (e.g. a conversion)."""
         return {}
@@ -90,21 +178,18 @@ class Engine(ABC):
         """Write the final checkpoint as a Hugging Face directory into `out_dir`."""
         raise NotImplementedError(f"engine {self.name}'s final model is already in HF format (see done.json)")
 
-    # ---- training ---------------------------------------------------------------------------------------
-    @abstractmethod
-    def training_job(self, train: Mapping[str, Any], inputs: Mapping[str, str], run_dir: Path) -> tuple[list[str], dict]:
-        """(entrypoint, runtime_env) of the Ray job that trains, or resumes, in `run_dir`."""
 
-    def job_argv(self, train: Mapping[str, Any], inputs: Mapping[str, str], run_dir: Path) -> list[str]:
-        """The training program's own command line (`mileage argv`), built exactly as the train rule builds it."""
-        raise NotImplementedError(f"engine {self.name} has no command line of its own (it runs a job spec)")
+# ---- 3. how its runs are read --------------------------------------------------------------------------------------
 
-    def job_process(self, train: Mapping[str, Any], inputs: Mapping[str, str],
-                    run_dir: Path) -> tuple[str, str, dict[str, str]] | None:
-        """(Python, working directory, environment variables) of the training program's own process, where it has
-        one: mileage doctor runs the program's own argument parser there on `job_argv`. None: no such program."""
-        return None
+@dataclass(frozen=True)
+class Checkpoint:
+    """A complete checkpoint of a run: how many rollouts it has trained, and where it is."""
 
+    rollouts: int
+    path: Path
+
+
+class RunReader(ABC):
     @abstractmethod
     def checkpoints(self, train: Mapping[str, Any], run_dir: Path) -> list[Checkpoint]:
         """The run's complete checkpoints, ascending by rollouts trained."""
@@ -126,37 +211,26 @@ class Engine(ABC):
                     checkpoint: Checkpoint) -> tuple[str, int | None]:
         """(what the final evaluation loads, the engine's iteration number or None) for the final checkpoint."""
 
-    def collect_eval_samples(self, run_dir: Path) -> list[dict]:
-        """Every in-training eval sample, tagged with its dataset and rollout id, in rollout order. Both engines
-        write `eval_samples/<dataset>/rollout_<N>.jsonl` (the local engine itself, miles through our eval hook)."""
 
-        def rollout_of(file: Path) -> int:
-            return int(re.findall(r"\d+", file.stem)[-1])
+def _rollout_of(file: Path) -> int:
+    return int(re.findall(r"\d+", file.stem)[-1])
 
-        rows = []
-        files = sorted(run_dir.glob("eval_samples/*/rollout_*.jsonl"), key=lambda f: (f.parent.name, rollout_of(f)))
-        for file in files:
-            for _, record in iter_jsonl(file):
-                rows.append({**record, "dataset": file.parent.name, "rollout": rollout_of(file)})
-        return rows
 
-    # ---- evaluation, plan, doctor -------------------------------------------------------------------------
-    @abstractmethod
-    def evaluate(self, evaluation: Mapping[str, Any], inputs: Mapping[str, str], out: str) -> None:
-        """Sample the start model (`which` base) or the final checkpoint (final) on the eval set; every sample to
-        `out`. `evaluation` is the stage's params: the keys `reads` declares, plus `which`, `name` and `card`."""
+def eval_sample_files(run_dir: Path, dataset: str | None = None) -> list[Path]:
+    """The per-sample eval files of a run (or of one dataset), by dataset then rollout."""
+    pattern = f"{EVAL_SAMPLES_DIR}/{dataset or '*'}/rollout_*.jsonl"
+    return sorted(Path(run_dir).glob(pattern), key=lambda f: (f.parent.name, _rollout_of(f)))
 
-    def memory_plan(self, plan: Mapping[str, Any], name: str | None = None, gpus: int | None = None,
-                    gpu_memory_gb: float | None = None):
-        """The memory plan (an object with `.fits`, `.summary`, `.problems`, `.gpu_peak_gib`, `.gpu_memory_gib`,
-        `.host_total_gib`) of its GPU box, or of `gpus` x `gpu_memory_gb`; None when the engine needs none."""
-        return None
 
-    def plan_main(self, exp: Mapping[str, Any], gpus: int | None, gpu_memory_gb: float | None, name: str) -> int:
-        """`mileage plan`: print the plan, 0 when it fits, 1 when it does not."""
-        print(f"engine {self.name}: no memory plan (small models on CPU or one GPU)")
-        return 0
+def read_eval_samples(run_dir: Path, dataset: str | None = None) -> list[dict]:
+    """Every eval sample a job wrote under `run_dir` (the one layout of every engine: the local engine writes it
+    itself, miles through our eval hook), tagged with its dataset and rollout id, by dataset then rollout."""
+    rows = []
+    for file in eval_sample_files(run_dir, dataset):
+        for _, record in iter_jsonl(file):
+            rows.append({**record, "dataset": file.parent.name, "rollout": _rollout_of(file)})
+    return rows
 
-    @abstractmethod
-    def doctor_needs(self, exp: Mapping[str, Any]) -> DoctorNeeds:
-        """What a machine must have to run `exp`."""
+
+class Engine(Declaration, Jobs, RunReader):
+    """An engine: its declaration, its jobs, and the reading of its runs."""

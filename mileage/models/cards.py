@@ -1,8 +1,8 @@
 """Model cards (`config/models/<name>.yaml`): the HF repo, Megatron model arguments and size facts of a model.
 
 A card is what the miles engine needs to know about a model that miles itself no longer ships (its GLM-4-9B
-model-arguments file was deleted upstream). `load_card` validates a card, including that its Megatron
-arguments agree with its shapes; `check_hf_config` mirrors the check miles makes at start-up between the
+model-arguments file was deleted upstream). `load_card` validates a card (the miles engine checks that its
+Megatron arguments agree with its shapes); `check_hf_config` mirrors the check miles makes at start-up between the
 Megatron arguments and the checkpoint's config.json, so a wrong download fails before a GPU job starts.
 `check_config_before_download` makes that check on config.json alone, before the fetch downloads the weights.
 """
@@ -63,14 +63,6 @@ CARD_SCHEMA: dict[str, Any] = {
     },
 }
 
-# Megatron flag -> shape key: the arguments must say what the shapes say.
-_ARG_SHAPES = {
-    "--num-layers": "num_layers", "--hidden-size": "hidden_size", "--ffn-hidden-size": "intermediate_size",
-    "--num-attention-heads": "num_attention_heads", "--num-query-groups": "num_kv_heads",
-    "--norm-epsilon": "rms_norm_eps", "--rotary-base": "rope_theta", "--vocab-size": "vocab_size",
-    "--rotary-percent": "partial_rotary_factor", "--kv-channels": "head_dim",
-}
-
 # config.json keys that transformers 5 may nest under `rope_parameters` (older files: top level or rope_scaling).
 _ROPE_KEYS = ("rope_theta", "partial_rotary_factor")
 
@@ -98,33 +90,20 @@ def load_card(name: str, models_dir: Path | str = DEFAULT_MODELS_DIR) -> dict[st
 
 
 def validate_card(card: Any, where: str = "<card>") -> None:
-    """Raise CardError if `card` breaks the card schema or its arguments disagree with its shapes."""
+    """Raise CardError if `card` breaks the card schema or its sizes disagree. (That its Megatron arguments agree
+    with its shapes is the miles engine's check: mileage.engines.miles.card_args.)"""
     errors = sorted(jsonschema.Draft202012Validator(CARD_SCHEMA).iter_errors(card), key=lambda e: list(e.path))
     if errors:
         first = errors[0]
         key = "/".join(str(p) for p in first.path) or "(top level)"
         raise CardError(f"{where}: key {key}: {first.message}")
-    args = card["megatron_args"]
-    shapes = card["shapes"]
-    for flag, shape_key in _ARG_SHAPES.items():
-        if flag not in args:
-            continue
-        index = args.index(flag)
-        if index + 1 >= len(args):
-            raise CardError(f"{where}: megatron_args ends with {flag}, which needs a value")
-        if not _same(float(args[index + 1]), shapes[shape_key]):
-            raise CardError(f"{where}: megatron_args {flag} {args[index + 1]} disagrees with "
-                            f"shapes.{shape_key} = {shapes[shape_key]}")
-    tied = "--untie-embeddings-and-output-weights" not in args
-    if tied != shapes["tie_word_embeddings"]:
-        raise CardError(f"{where}: shapes.tie_word_embeddings is {shapes['tie_word_embeddings']} but megatron_args "
-                        f"{'lacks' if tied else 'has'} --untie-embeddings-and-output-weights")
     if card["weight_bytes_bf16"] != 2 * card["parameter_count"]:
         raise CardError(f"{where}: weight_bytes_bf16 must be 2 x parameter_count "
                         f"({2 * card['parameter_count']}), got {card['weight_bytes_bf16']}")
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as the card means it: booleans as booleans, numbers to 1e-9 relative, anything else by ==."""
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b or a == b
     try:
@@ -167,7 +146,7 @@ def check_config_values(checks: Mapping[str, Any], hf_config: Mapping[str, Any],
         except KeyError:
             problems.append(f"{hf_key} is missing (card {name} expects {expected!r})")
             continue
-        if not _same(actual, expected):
+        if not same_value(actual, expected):
             problems.append(f"{hf_key} = {actual!r}, but card {name} says {expected!r}")
     if problems:
         raise CardError(f"{where} does not match model card {name!r}: " + "; ".join(problems))

@@ -3,14 +3,36 @@ the experiment's engine), then summarise them (avg@k, pass@1..k, maj@k with boot
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from mileage.atomic import write_json
 from mileage.engines import engine_of
-from mileage.evaluation.records import read_records
+from mileage.engines.contract import EVAL_SAMPLES_DIR, eval_sample_files
+from mileage.evaluation.records import read_records, write_records
 from mileage.evaluation.stats import summary_document
+from mileage.stages.runner import run_spec
 
 
 def evaluate(evaluation: dict, inputs: dict, out: str) -> None:
-    engine_of(evaluation).evaluate(evaluation, inputs, out)
+    """The engine's evaluation job, through the one runner; its samples (the eval-samples layout of its work
+    directory, newest rollout) become `out`."""
+    work = Path(out).with_name(f".{Path(out).name}.work")  # per output: base evals of several models share a folder
+    # The work dir outlives a run: records of an earlier evaluation must not pass for this one's.
+    shutil.rmtree(work / EVAL_SAMPLES_DIR, ignore_errors=True)
+    which = evaluation["which"]
+    run_spec(engine_of(evaluation).evaluation_job(evaluation, inputs, work), evaluation, work / "job.log",
+             f"mileage-eval-{which}")
+    files = eval_sample_files(work)
+    if not files:
+        raise RuntimeError(f"the {which} evaluation job wrote no per-sample records under {work / EVAL_SAMPLES_DIR}")
+    if len({file.parent.name for file in files}) > 1:
+        raise RuntimeError(f"the {which} evaluation job wrote records of several datasets under "
+                           f"{work / EVAL_SAMPLES_DIR}: {', '.join(sorted({f.parent.name for f in files}))}")
+    records = read_records(files[-1])
+    write_records(out, records)
+    mean = sum(r["reward"] for r in records) / max(len(records), 1)
+    print(f"mileage: {which} evaluation: {len(records)} samples, avg@k {mean:.3f}")
 
 
 def summarize(summary: dict, base: str, final: str, out: str, provenance: dict | None = None) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mileage.engines import engine_of
-from mileage.engines.contract import Engine
+from mileage.engines.contract import Engine, JobSpec
 
 
 @dataclass(frozen=True)
@@ -19,9 +19,16 @@ class TrainJob:
     inputs: dict[str, str]
     run_dir: Path
 
+    def spec(self) -> JobSpec:
+        """The job spec the train rule would run (building it runs nothing)."""
+        return self.engine.training_job(self.params, self.inputs, self.run_dir)
+
     def argv(self) -> list[str]:
         """The training program's own command line (NotImplementedError: the engine runs a job spec)."""
-        return self.engine.job_argv(self.params, self.inputs, self.run_dir)
+        argv = self.spec().argv
+        if argv is None:
+            raise NotImplementedError(f"engine {self.engine.name} has no command line of its own (it runs a job spec)")
+        return argv
 
 
 def train_job(name: str, exp: dict, config_path: str | Path, results_dir: str | Path) -> TrainJob:

@@ -52,7 +52,7 @@ def memory_refusal(name: str, plan: dict) -> str | None:
     result = engine_of(plan).memory_plan(plan, name=name)
     if result is None or result.fits:
         return None
-    return f"experiments.{name}: does not fit the hardware it declares (resources, miles.placement):\n{result.summary}"
+    return f"experiments.{name}: does not fit the hardware it declares (resources, its engine's layout):\n{result.summary}"
 
 
 def preflight(out: str, name: str, plan: dict) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mileage.atomic import write_json
-from mileage.engines.contract import Checkpoint, DoctorNeeds, Engine
+from mileage.engines.contract import EVAL_SAMPLES_DIR, Checkpoint, DoctorNeeds, Engine, JobSpec
 from mileage.engines.local.checkpoints import complete_checkpoints, export_model
 from mileage.engines.local.checkpoints import set_aside_unusable as set_aside_checkpoints
+from mileage.errors import ConfigError
 from mileage.metrics.events import MetricEvent, collapse_events, read_events
 from mileage.paths import absolute, final_model, model_dir
 
@@ -20,8 +21,11 @@ READS = {
         "engine", "seed", "rollout_seed", "data.apply_chat_template", "data.eval.name", "data.extra_eval",
         "rollout", "train", "eval", "resources.device", "resources.gpus", "ray", "tracking",
     ),
-    "eval_base": ("engine", "data.apply_chat_template", "rollout.reward", "resources.device", "base_eval"),
-    "eval_final": ("engine", "data.apply_chat_template", "rollout.reward", "resources.device", "final_eval"),
+    # The evaluations run as Ray jobs too (the stages' runner): where and with how many CPUs is `ray`'s.
+    "eval_base": ("engine", "data.apply_chat_template", "rollout.reward", "resources.device", "resources.gpus", "ray",
+                  "base_eval"),
+    "eval_final": ("engine", "data.apply_chat_template", "rollout.reward", "resources.device", "resources.gpus", "ray",
+                   "final_eval"),
     "preflight": ("engine",),
     "convert_model": (),
     "export_hf": (),
@@ -50,9 +54,10 @@ def job_spec(train: Mapping[str, Any], inputs: Mapping[str, str], run_dir: Path)
     }
 
 
-def job_env(threads: int) -> dict:
+def job_env(ray: Mapping[str, Any]) -> dict:
     """The local engine's runtime env. Ray starts a job's entrypoint with OMP_NUM_THREADS=1; the engine is the
     only job on its head, so torch gets the CPUs the head offers (1.5x slower steps on 2 cores otherwise)."""
+    threads = ray["num_cpus"] or os.cpu_count() or 1
     env = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(threads)}
     return {"env_vars": env}
 
@@ -62,19 +67,54 @@ class LocalEngine(Engine):
     env = "local"
     reads = READS
 
+    # ---- what it declares --------------------------------------------------------------------------------
     def check_config(self, exp: Mapping[str, Any], where: str) -> None:
-        from mileage.config import ConfigError
-
         if exp["rollout"]["n_samples_per_prompt"] < 2:
             raise ConfigError(f"{where}.rollout.n_samples_per_prompt: GRPO needs at least 2 samples per prompt, "
                               f"got {exp['rollout']['n_samples_per_prompt']}")
 
+    def doctor_needs(self, exp):
+        resources = exp.get("resources") or {}
+        device = resources.get("device", "auto")
+        gpus = resources.get("gpus", 0)
+        return DoctorNeeds(
+            gpus=gpus if device != "cpu" else 0,
+            needs_cuda=device == "cuda",
+            min_free_disk_gb=2.0,
+            python=None,
+            light_env_required=True,
+            needs_nccl=False,
+        )
+
+    # ---- the jobs it runs -----------------------------------------------------------------------------------
     def training_job(self, train, inputs, run_dir):
         spec_path = Path(absolute(run_dir / "job.json"))  # absolute: a Ray job does not run in our working directory
-        write_json(spec_path, job_spec(train, inputs, run_dir))
-        entrypoint = [sys.executable, "-m", "mileage.engines.local.job", str(spec_path)]
-        return entrypoint, job_env(train["ray"]["num_cpus"] or os.cpu_count() or 1)
+        spec = job_spec(train, inputs, run_dir)
+        return JobSpec(entrypoint=[sys.executable, "-m", "mileage.engines.local.job", str(spec_path)],
+                       runtime_env=job_env(train["ray"]), prepare=(lambda: write_json(spec_path, spec),))
 
+    def evaluation_job(self, evaluation, inputs, work_dir):
+        which = evaluation["which"]
+        settings = evaluation[f"{which}_eval"]
+        model = model_dir(inputs["model"]) if which == "base" else final_model(inputs["done"])
+        spec_path = Path(absolute(work_dir / "eval.json"))
+        spec = {
+            "model_path": absolute(model),
+            "problems_path": absolute(inputs["data"]),
+            "out_path": absolute(work_dir / EVAL_SAMPLES_DIR / "eval" / "rollout_0.jsonl"),
+            "n_samples": settings["n_samples_per_prompt"],
+            "max_new_tokens": settings["max_response_len"],
+            "temperature": settings["temperature"],
+            "top_p": settings["top_p"],
+            "seed": settings["seed"],
+            "reward": evaluation["rollout"]["reward"],
+            "apply_chat_template": evaluation["data"]["apply_chat_template"],
+            "device": evaluation["resources"]["device"],
+        }
+        return JobSpec(entrypoint=[sys.executable, "-m", "mileage.engines.local.eval_job", str(spec_path)],
+                       runtime_env=job_env(evaluation["ray"]), prepare=(lambda: write_json(spec_path, spec),))
+
+    # ---- how its runs are read ------------------------------------------------------------------------------
     def checkpoints(self, train, run_dir):
         steps = train["train"]["num_steps_per_rollout"]
         return [Checkpoint(step // steps, path) for step, path in complete_checkpoints(run_dir / "checkpoints")
@@ -96,38 +136,3 @@ class LocalEngine(Engine):
     def final_model(self, train, inputs, run_dir, checkpoint):
         out = export_model(checkpoint.path, model_dir(inputs["model"]), run_dir / "final_model")
         return absolute(out), None
-
-    def evaluate(self, evaluation, inputs, out):
-        from mileage.engines.local.sampling import evaluate_model
-
-        which = evaluation["which"]
-        settings = evaluation[f"{which}_eval"]
-        model = model_dir(inputs["model"]) if which == "base" else final_model(inputs["done"])
-        records = evaluate_model(
-            model,
-            inputs["data"],
-            out,
-            n_samples=settings["n_samples_per_prompt"],
-            max_new_tokens=settings["max_response_len"],
-            temperature=settings["temperature"],
-            top_p=settings["top_p"],
-            seed=settings["seed"],
-            reward=evaluation["rollout"]["reward"],
-            apply_chat_template=evaluation["data"]["apply_chat_template"],
-            device=evaluation["resources"]["device"],
-        )
-        mean = sum(r["reward"] for r in records) / max(len(records), 1)
-        print(f"mileage: {which} eval of {model}: {len(records)} samples, avg@k {mean:.3f}")
-
-    def doctor_needs(self, exp):
-        resources = exp.get("resources") or {}
-        device = resources.get("device", "auto")
-        gpus = resources.get("gpus", 0)
-        return DoctorNeeds(
-            gpus=gpus if device != "cpu" else 0,
-            needs_cuda=device == "cuda",
-            min_free_disk_gb=2.0,
-            python=None,
-            light_env_required=True,
-            needs_nccl=False,
-        )

@@ -20,7 +20,10 @@ from pathlib import PurePath
 from typing import Any, Mapping, Sequence
 
 from mileage.batch import BatchIdentityError, batch_identity as _batch_identity
+from mileage.engines.contract import FreeFormKey
 from mileage.engines.miles.flags import validate_flags
+from mileage.engines.miles.reward_hook import HOOK_PATH as REWARD_HOOK
+from mileage.rewards import registered
 from mileage.secrets import secret_config_problems
 
 # Defaults of miles' parser that the recipe relies on without spelling them (FACTS sections 1 and 8).
@@ -32,12 +35,8 @@ MILES_DEFAULT_MICRO_BATCH_SIZE = 1
 FSDP_DEFAULT_CPU_BACKEND = "gloo"  # FSDPArgs.fsdp_cpu_backend (FACTS section 9)
 
 EVAL_HOOK = "mileage.engines.miles.eval_hook.log_eval_samples"
-# miles' own reward types by our reward name; a name missing here goes through --custom-rm-path.
-MILES_RM_TYPES = {"deepscaler": "deepscaler"}
-CUSTOM_REWARDS = {
-    "deepscaler_nothink": "mileage.engines.miles.reward_hook.deepscaler_nothink",
-    "math_verify": "mileage.engines.miles.reward_hook.math_verify",
-}
+# Passed on to miles and SGLang unread: a credential there is refused (mileage.secrets), at load and here.
+FREE_FORM_KEYS = (FreeFormKey("miles.extra_args", "argv"), FreeFormKey("miles.sglang.extra", "options"))
 
 Groups = list[tuple[str, list[str]]]
 
@@ -214,13 +213,15 @@ def _data_and_reward(experiment: Mapping[str, Any]) -> list[str]:
 
 
 def _reward(experiment: Mapping[str, Any]) -> list[str]:
-    reward = experiment["rollout"]["reward"]
-    if reward in MILES_RM_TYPES:
-        return ["--rm-type", MILES_RM_TYPES[reward]]
-    if reward in CUSTOM_REWARDS:
-        return ["--custom-rm-path", CUSTOM_REWARDS[reward]]
-    raise MilesConfigError(f"rollout.reward {reward!r} has no miles equivalent "
-                           f"(known: {', '.join(sorted(MILES_RM_TYPES) + sorted(CUSTOM_REWARDS))})")
+    """miles' own --rm-type where it ships the rule (the registry's engine_builtin), else the one generic hook,
+    which reads the rule's name from the job's environment (runtime_env)."""
+    try:
+        rule = registered(experiment["rollout"]["reward"])
+    except ValueError as err:
+        raise MilesConfigError(f"rollout.reward: {err}") from None
+    if "miles" in rule.engine_builtin:
+        return ["--rm-type", rule.engine_builtin["miles"]]
+    return ["--custom-rm-path", REWARD_HOOK]
 
 
 def _rollout(experiment: Mapping[str, Any], paths: MilesPaths) -> list[str]:
@@ -461,7 +462,7 @@ def _tracking(experiment: Mapping[str, Any]) -> list[str]:
 
 
 def _extra_args(miles: Mapping[str, Any]) -> list[str]:
-    for key, problem in secret_config_problems({"miles": miles}):
+    for key, problem in secret_config_problems({"miles": miles}, FREE_FORM_KEYS):
         raise MilesConfigError(f"{key}: {problem}")
     return list(miles["extra_args"])
 

@@ -9,18 +9,23 @@ FSDP's layout (checkpoints.py). An FSDP experiment may not set a Megatron-only k
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
-from mileage.engines.contract import Checkpoint, DoctorNeeds, Engine
+from mileage.engines.contract import EVAL_SAMPLES_DIR, Checkpoint, DoctorNeeds, Engine, JobSpec, ProgramCheck
 from mileage.engines.miles import checkpoints as ckpt
 from mileage.engines.miles import evals as miles_evals
 from mileage.engines.miles.extra_args import extra_args_problems
+from mileage.engines.miles import doctor
+from mileage.engines.miles.argv import FREE_FORM_KEYS, MilesPaths, build_argv
+from mileage.engines.miles.launch import convert_command, eval_entrypoint, export_command, train_entrypoint
+from mileage.engines.miles.pins import MILES_CONTAINER_IMAGE
+from mileage.engines.miles.runtime_env import runtime_env
+from mileage.errors import ConfigError
 from mileage.metrics.events import MetricEvent, collapse_events
+from mileage.models.cards import CardError, check_hf_config
 from mileage.paths import absolute, final_model, model_dir
-from mileage.pins import MILES_CONTAINER_IMAGE
 
 # What the converter tools depend on: the engine that runs them, its image, the checkouts and the interpreter.
 TOOL_KEYS = ("engine", "miles.container", "miles.miles_dir", "miles.megatron_dir", "miles.python")
@@ -43,6 +48,14 @@ MEGATRON_ONLY_KEYS = (
     "miles.offload.use_precision_aware_optimizer",
 )
 FSDP_ONLY_KEYS = ("miles.fsdp",)
+
+# Keys of its own a training run may change under it: the run continues from its checkpoints (mileage.keys).
+RESUME_SAFE = {
+    "miles.miles_dir": "where the miles checkout is",
+    "miles.megatron_dir": "where the Megatron-LM checkout is",
+    "miles.python": "which interpreter runs train.py",
+    "miles.container": "which image runs the rules",
+}
 
 # What each stage reads. An eval-only run reads of `rollout` and `train` only the reward, the required
 # --rollout-batch-size and the micro-batch size (argv.eval_only_groups): extending a run or a learning-rate
@@ -92,9 +105,7 @@ def _backend(exp: Mapping[str, Any]) -> str:
     return exp["miles"]["train_backend"]
 
 
-def miles_paths(params: Mapping[str, Any], inputs: Mapping[str, str], run_dir: Path):
-    from mileage.engines.miles.argv import MilesPaths
-
+def miles_paths(params: Mapping[str, Any], inputs: Mapping[str, str], run_dir: Path) -> MilesPaths:
     hf = absolute(model_dir(inputs["model"]))
     return MilesPaths(
         hf_checkpoint=hf,
@@ -109,7 +120,7 @@ def miles_paths(params: Mapping[str, Any], inputs: Mapping[str, str], run_dir: P
            for i, data in enumerate(params["data"].get("extra_eval", []), start=1)],
         tensorboard_dir=absolute(run_dir / "tensorboard"),
         debug_event_dir=absolute(run_dir / "debug_events"),
-        eval_samples_dir=absolute(run_dir / "eval_samples"),
+        eval_samples_dir=absolute(run_dir / EVAL_SAMPLES_DIR),
     )
 
 
@@ -117,21 +128,15 @@ class MilesEngine(Engine):
     name = "miles"
     env = "miles"
     reads = READS
-    stack_modules = (
-        ("miles", "miles", True),
-        ("megatron.core", "megatron-core", True),
-        ("sglang", "sglang", True),
-        ("transformer_engine", "transformer-engine", True),
-        ("ray", "ray", True),
-        ("flash_attn", "flash-attn", False),
-    )
+    resume_safe = RESUME_SAFE
+    free_form_keys = FREE_FORM_KEYS
+    stack_modules = doctor.STACK_MODULES
 
+    # ---- what it declares --------------------------------------------------------------------------------
     def container(self, exp):
         return exp["miles"]["container"] or MILES_CONTAINER_IMAGE
 
     def check_config(self, exp, where):
-        from mileage.config import ConfigError
-
         model = exp["model"]
         if model["source"] != "hf" or not model["card"]:
             raise ConfigError(
@@ -142,9 +147,7 @@ class MilesEngine(Engine):
             raise ConfigError(f"{where}.warm_start.enabled: the warm start exists for the local engine only")
         for problem in extra_args_problems(exp):
             raise ConfigError(f"{where}.{problem}")
-        from mileage.engines.miles.plan import learning_checks
-
-        from mileage.models.cards import CardError
+        from mileage.engines.miles.plan import learning_checks  # the memory plan: loaded when an experiment asks
 
         try:
             problems, _ = learning_checks(exp)  # refused at load, before any download; the plan prints the warning
@@ -156,8 +159,6 @@ class MilesEngine(Engine):
     def check_explicit_keys(self, exp, explicit, where):
         """Refuse a key of the other backend that the config sets (a schema default is not refused), naming every
         such key at its deepest (`miles.parallelism.tensor`)."""
-        from mileage.config import ConfigError
-
         backend = _backend(exp)
         foreign = MEGATRON_ONLY_KEYS if backend == "fsdp" else FSDP_ONLY_KEYS
         leaves = [key for key in explicit if not any(other.startswith(key + ".") for other in explicit)]
@@ -172,6 +173,62 @@ class MilesEngine(Engine):
                 "remove them (from this experiment or what it extends), or train with the megatron backend")
         raise ConfigError(f"{where}.{found[0]}: an FSDP setting, but miles.train_backend is megatron{more}: remove "
                           "it or set miles.train_backend: fsdp")
+
+    def stack_findings(self, facts):
+        return doctor.stack_findings(facts)
+
+    def doctor_needs(self, exp):
+        resources = exp.get("resources") or {}
+        return DoctorNeeds(
+            gpus=max(resources.get("gpus", 1), 1),
+            needs_cuda=True,
+            min_free_disk_gb=200.0,
+            python=(3, 12),
+            light_env_required=False,
+            needs_nccl=True,
+        )
+
+    def memory_plan(self, plan, name=None, gpus=None, gpu_memory_gb=None):
+        from mileage.engines.miles.plan import estimate_memory
+
+        return estimate_memory(plan, plan.get("card"), name=name, gpus=gpus, gpu_memory_gb=gpu_memory_gb)
+
+    def plan_main(self, exp, gpus, gpu_memory_gb, name):
+        from mileage.engines.miles.plan import plan_main
+
+        return plan_main(exp, gpus, gpu_memory_gb, name=name)
+
+    # ---- the jobs it runs -----------------------------------------------------------------------------------
+    def training_job(self, train, inputs, run_dir):
+        paths = miles_paths(train, inputs, run_dir)
+
+        def check_card() -> None:
+            # miles checks the card's shape against config.json at start-up; fail here, before any GPU time.
+            config_json = Path(paths.hf_checkpoint) / "config.json"
+            check_hf_config(train["card"], json.loads(config_json.read_text()), where=str(config_json))
+
+        return JobSpec(
+            entrypoint=train_entrypoint(train, train["card"], paths),
+            runtime_env=runtime_env(train, paths),
+            prepare=(check_card,),
+            argv=build_argv(train, train["card"], paths),
+            program=ProgramCheck(doctor.PARSER_LABEL, train["miles"]["python"], train["miles"]["miles_dir"],
+                                 doctor.PARSER_MODULE, doctor.PARSER_FUNCTION, "train.py"),
+        )
+
+    def evaluation_job(self, evaluation, inputs, work_dir):
+        """A miles eval-only run (no --eval-only flag: --num-rollout 0 --eval-interval 1) of one checkpoint."""
+        which = evaluation["which"]
+        inputs = {**inputs, "train_data": inputs["data"], "eval_data": inputs["data"]}
+        paths = miles_paths(evaluation, inputs, work_dir)
+        checkpoint = None if which == "base" else final_model(inputs["done"])
+        prepare = ()
+        if checkpoint is not None and _backend(evaluation) == "fsdp":
+            # what argv.fsdp_load_args points --load at
+            prepare = (lambda: ckpt.pin_fsdp_weights(checkpoint, paths.run_dir),)
+        entrypoint = eval_entrypoint(evaluation, evaluation["card"], paths, checkpoint, evaluation[f"{which}_eval"])
+        return JobSpec(entrypoint=entrypoint, runtime_env=runtime_env(evaluation, paths), prepare=prepare,
+                       argv=entrypoint[2:])
 
     def model_inputs(self, layout, exp):
         if _backend(exp) == "fsdp":
@@ -189,8 +246,6 @@ class MilesEngine(Engine):
 
     def convert_model(self, params, hf_dir, marker):
         """HF -> Megatron torch_dist with miles' converter; finished only when the tracker reads `release`."""
-        from mileage.engines.miles.launch import convert_command
-
         out_dir = Path(marker).parent
         cmd = convert_command(params["card"], hf_dir, str(out_dir), **_tools(params))
         print("mileage: converting:", " ".join(cmd), flush=True)
@@ -199,37 +254,13 @@ class MilesEngine(Engine):
             raise RuntimeError(f"conversion ended but {marker} does not read 'release': the conversion did not finish")
 
     def export_hf(self, params, checkpoint, origin_hf_dir, out_dir):
-        from mileage.engines.miles.launch import export_command
-
         # The save's own layout picks the converter: an FSDP save holds model/ (checkpoints.py).
         backend = "fsdp" if (Path(checkpoint) / ckpt.FSDP_MODEL).is_dir() else "megatron"
         cmd = export_command(checkpoint, out_dir, origin_hf_dir, **_tools(params), backend=backend)
         print("mileage: exporting:", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=params["miles"]["miles_dir"])
 
-    # ---- training -------------------------------------------------------------------------------------
-    def training_job(self, train, inputs, run_dir):
-        from mileage.engines.miles.launch import train_entrypoint
-        from mileage.engines.miles.runtime_env import runtime_env
-        from mileage.models.cards import check_hf_config
-
-        paths = miles_paths(train, inputs, run_dir)
-        # miles checks the card's shape against config.json at start-up; fail here, before any GPU time is spent.
-        config_json = Path(paths.hf_checkpoint) / "config.json"
-        check_hf_config(train["card"], json.loads(config_json.read_text()), where=str(config_json))
-        return train_entrypoint(train, train["card"], paths), runtime_env(train, paths)
-
-    def job_argv(self, train, inputs, run_dir):
-        from mileage.engines.miles.argv import build_argv
-
-        return build_argv(train, train["card"], miles_paths(train, inputs, run_dir))
-
-    def job_process(self, train, inputs, run_dir):
-        from mileage.engines.miles.runtime_env import runtime_env
-
-        env = runtime_env(train, miles_paths(train, inputs, run_dir))["env_vars"]
-        return train["miles"]["python"], train["miles"]["miles_dir"], env  # train.py's dir leads its sys.path
-
+    # ---- how its runs are read -------------------------------------------------------------------------
     def checkpoints(self, train, run_dir):
         # Every save up to the tracker's iteration is complete (the tracker is written after each save);
         # a directory past it is a save that was cut off.
@@ -276,53 +307,3 @@ class MilesEngine(Engine):
 
     def final_model(self, train, inputs, run_dir, checkpoint):
         return absolute(checkpoint.path), ckpt.iteration_of(checkpoint.path)  # the save's own number
-
-    # ---- evaluation, plan, doctor ---------------------------------------------------------------------------
-    def evaluate(self, evaluation, inputs, out):
-        """A miles eval-only job (no --eval-only flag: --num-rollout 0 --eval-interval 1) on one checkpoint."""
-        from mileage.engines.miles.launch import eval_entrypoint
-        from mileage.engines.miles.runtime_env import runtime_env
-        from mileage.evaluation.records import read_records, write_records
-        from mileage.launch.ray_cluster import cluster_spec, ray_cluster
-        from mileage.launch.ray_job import run_job
-
-        which = evaluation["which"]
-        work = Path(out).with_name(f".{Path(out).name}.work")  # per output: base evals of several models share a folder
-        inputs = {**inputs, "train_data": inputs["data"], "eval_data": inputs["data"]}
-        paths = miles_paths(evaluation, inputs, work)
-        checkpoint = None if which == "base" else final_model(inputs["done"])
-        entrypoint = eval_entrypoint(evaluation, evaluation["card"], paths, checkpoint, evaluation[f"{which}_eval"])
-        if checkpoint is not None and _backend(evaluation) == "fsdp":
-            ckpt.pin_fsdp_weights(checkpoint, paths.run_dir)  # what argv.fsdp_load_args points --load at
-        # The work dir outlives a run: records of an earlier evaluation must not pass for this one's.
-        shutil.rmtree(work / "eval_samples", ignore_errors=True)
-        with ray_cluster(cluster_spec(evaluation["ray"], evaluation["resources"]["gpus"])) as address:
-            run_job(address, entrypoint, runtime_env(evaluation, paths), work / "job.log",
-                    job_id_prefix=f"mileage-eval-{which}")
-        dataset = evaluation["data"]["eval"]["name"]
-        files = sorted((work / "eval_samples" / dataset).glob("rollout_*.jsonl"),
-                       key=lambda f: int(f.stem.removeprefix("rollout_")))
-        if not files:
-            raise RuntimeError(f"the miles eval job wrote no per-sample records under {work / 'eval_samples'}")
-        write_records(out, read_records(files[-1]))
-
-    def memory_plan(self, plan, name=None, gpus=None, gpu_memory_gb=None):
-        from mileage.engines.miles.plan import estimate_memory
-
-        return estimate_memory(plan, plan.get("card"), name=name, gpus=gpus, gpu_memory_gb=gpu_memory_gb)
-
-    def plan_main(self, exp, gpus, gpu_memory_gb, name):
-        from mileage.engines.miles.plan import plan_main
-
-        return plan_main(exp, gpus, gpu_memory_gb, name=name)
-
-    def doctor_needs(self, exp):
-        resources = exp.get("resources") or {}
-        return DoctorNeeds(
-            gpus=max(resources.get("gpus", 1), 1),
-            needs_cuda=True,
-            min_free_disk_gb=200.0,
-            python=(3, 12),
-            light_env_required=False,
-            needs_nccl=True,
-        )

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mileage.evaluation.records import validate_record, write_records
+from mileage.engines.miles.reward_hook import REWARD_ENV
 from mileage.rewards import extract_answer, get_reward, requires_think
 
 log = logging.getLogger(__name__)
 
 EVAL_SAMPLES_ENV = "MILEAGE_EVAL_SAMPLES_DIR"
-EVAL_REWARD_ENV = "MILEAGE_EVAL_REWARD"
+EVAL_REWARD_ENV = REWARD_ENV  # one variable names the job's reward rule, for this hook and the reward hook
 DEFAULT_REWARD = "deepscaler"
 
 

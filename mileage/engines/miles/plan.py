@@ -26,110 +26,18 @@ import copy
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from mileage.engines.miles.argv import (MilesConfigError, actor_gpus, batch_identity, check_layout, rollout_gpus,
                                         total_gpus, uses_kl_loss)
+from mileage.engines.miles.card_args import load_miles_card
+from mileage.engines.miles.memory import (ACT_C0, ACT_C1, ACT_C2, CALIBRATION_SHAPE, FRAGMENTATION, GIB, HOST_BASE_GIB,
+                                          HOST_PER_GPU_GIB, MIN_KV_CACHE_GIB, PROMPT_TOKENS_ASSUMED, REFERENCE_GPU,
+                                          SGLANG_RESIDUAL_GIB, SGLANG_RUNTIME_GIB, SUGGESTION_HEADROOM,
+                                          TRAINER_RESIDUAL_GIB, TRAINER_RUNTIME_GIB, MemoryPlan, Phase, PlanError,
+                                          sglang_fraction)
+from mileage.engines.miles.plan_fsdp import bf16_master_check, estimate_fsdp, suggest_fsdp
 
-GIB = float(2**30)
-
-# Calibration of one micro-batch's activations (GiB) vs tokens, fitted exactly through FACTS section 7's three
-# measurements (peak - weights - gradients = 0.69, 1.34, 3.45 GiB at 2, 4, 8 x 1024 tokens).
-ACT_C0, ACT_C1, ACT_C2 = 0.31, 0.1225, 0.03375
-CALIBRATION_SHAPE = (4096, 40)  # hidden size, layers of the calibrated model
-PROMPT_TOKENS_ASSUMED = 1024  # prompt length added to max_response_len without dynamic batching
-TRAINER_RUNTIME_GIB = 2.0  # CUDA context, NCCL buffers, cuBLAS workspace of a Megatron rank
-TRAINER_RESIDUAL_GIB = 1.5  # what an offloaded Megatron rank keeps (context, NCCL)
-SGLANG_RUNTIME_GIB = 1.5  # SGLang outside its static share: context, CUDA graphs, sampling buffers
-SGLANG_RESIDUAL_GIB = 1.0  # what a released SGLang engine keeps
-SGLANG_FRACTION_ASSUMED = 0.85  # mem_fraction_static when SGLang picks it (it sizes by GPU memory and TP)
-MIN_KV_CACHE_GIB = 1.0
-FRAGMENTATION = 0.05
-HOST_BASE_GIB = 16.0  # Ray, the driver, data loading
-HOST_PER_GPU_GIB = 3.0  # each trainer / engine process's host memory
-REFERENCE_GPU = ("H100 80GB", 79.6)
-SUGGESTION_HEADROOM = 0.9  # a suggested layout leaves 10% of each GPU free
-
-
-class PlanError(ValueError):
-    """The preflight cannot size this experiment (no model card, unknown GPU memory)."""
-
-
-@dataclass
-class Phase:
-    """What sits on one GPU while one thing runs."""
-
-    name: str
-    gpus: str
-    items: list[tuple[str, float]]
-
-    @property
-    def total(self) -> float:
-        return sum(v for _, v in self.items)
-
-
-@dataclass
-class MemoryPlan:
-    experiment: str
-    applicable: bool
-    gpus: int = 0
-    gpus_needed: int = 0
-    gpu_memory_gib: float = 0.0
-    host_memory_gib: float = 0.0
-    parameter_count: int = 0
-    phases: list[Phase] = field(default_factory=list)
-    host_items: list[tuple[str, float]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    assumptions: list[str] = field(default_factory=list)
-    suggestions: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # fits, but said plainly (e.g. an accepted bf16 master)
-    backend: str = "megatron"
-
-    @property
-    def fits(self) -> bool:
-        return not self.problems
-
-    @property
-    def gpu_peak_gib(self) -> float:
-        return max((p.total for p in self.phases), default=0.0)
-
-    @property
-    def host_total_gib(self) -> float:
-        return sum(v for _, v in self.host_items)
-
-    @property
-    def summary(self) -> str:
-        if not self.applicable:
-            return (f"mileage plan: {self.experiment}: local engine: n/a (the preflight sizes miles runs; the "
-                    f"local engine trains small models on one device)\nverdict: fits\n")
-        labels = [label for phase in self.phases for label, _ in phase.items] + [label for label, _ in self.host_items]
-        width = max([62] + [len(label) + 4 for label in labels])
-        lines = [f"mileage plan: {self.experiment} ({self.parameter_count / 1e9:.2f}B parameters, {self.backend} backend)",
-                 f"GPUs: {self.gpus} x {self.gpu_memory_gib:.1f} GiB (the placement needs {self.gpus_needed}); "
-                 f"host RAM {self.host_memory_gib:.0f} GiB", ""]
-        for phase in self.phases:
-            lines.append(f"{phase.name} [{phase.gpus}], per GPU".ljust(width) + "    GiB")
-            lines += [f"  {label}".ljust(width) + f"{value:7.2f}" for label, value in phase.items]
-            verdict = "ok" if phase.total <= self.gpu_memory_gib else "DOES NOT FIT"
-            lines.append("  total".ljust(width) + f"{phase.total:7.2f} / {self.gpu_memory_gib:.1f}  {verdict}")
-            lines.append("")
-        lines.append("host RAM".ljust(width) + "    GiB")
-        lines += [f"  {label}".ljust(width) + f"{value:7.2f}" for label, value in self.host_items]
-        verdict = "ok" if self.host_total_gib <= self.host_memory_gib else "DOES NOT FIT"
-        lines.append("  total".ljust(width) + f"{self.host_total_gib:7.2f} / {self.host_memory_gib:.0f}  {verdict}")
-        lines.append("")
-        lines.append("verdict: fits" if self.fits else "verdict: DOES NOT FIT")
-        lines += [f"  - {p}" for p in self.problems]
-        if self.warnings:
-            lines.append("warnings:")
-            lines += [f"  - {w}" for w in self.warnings]
-        if self.suggestions:
-            lines.append("what would fit:")
-            lines += [f"  - {s}" for s in self.suggestions]
-        lines.append("assumptions:")
-        lines += [f"  - {a}" for a in self.assumptions]
-        return "\n".join(lines) + "\n"
 
 
 def activation_gib(tokens: float, card: Mapping[str, Any]) -> float:
@@ -188,15 +96,6 @@ def _trainer_terms(experiment: Mapping[str, Any], card: Mapping[str, Any], param
     items.append(("allocator fragmentation (5%)", FRAGMENTATION * tensors))
     items.append(("CUDA context, NCCL, workspaces", TRAINER_RUNTIME_GIB))
     return items
-
-
-def sglang_fraction(miles: Mapping[str, Any], plan: MemoryPlan) -> float:
-    """SGLang's share of a rollout GPU: the configured mem_fraction_static, else an assumption the plan states."""
-    fraction = miles["sglang"]["mem_fraction_static"]
-    if fraction is None:
-        fraction = SGLANG_FRACTION_ASSUMED
-        plan.assumptions.append(f"SGLang picks mem_fraction_static; assumed {SGLANG_FRACTION_ASSUMED}")
-    return fraction
 
 
 def _estimate(
@@ -353,9 +252,7 @@ def estimate_memory(
         card_name = experiment["model"].get("card")
         if not card_name:
             raise PlanError("the preflight of a miles experiment needs model.card (parameter count and shapes)")
-        from mileage.models.cards import load_card
-
-        card = load_card(card_name)
+        card = load_miles_card(card_name)
     resources = experiment.get("resources", {})
     gpus = gpus if gpus is not None else resources.get("gpus")
     gpu_gib = gpu_memory_gb if gpu_memory_gb is not None else resources.get("gpu_memory_gb")
@@ -368,7 +265,6 @@ def estimate_memory(
     if host_gib is None:
         host_gib = host_memory_gib()
     if experiment["miles"]["train_backend"] == "fsdp":  # the dispatch on the backend lives here, not in the engine
-        from mileage.engines.miles.plan_fsdp import estimate_fsdp, suggest_fsdp
 
         plan = estimate_fsdp(experiment, card, int(gpus), float(gpu_gib), float(host_gib), name)
         if not plan.fits:
@@ -386,10 +282,7 @@ def learning_checks(experiment: Mapping[str, Any], card: Mapping[str, Any] | Non
     miles = experiment["miles"] if experiment.get("engine") == "miles" else None
     if miles is None or miles["train_backend"] != "fsdp" or miles["fsdp"]["keep_fp32_master"]:
         return [], []
-    from mileage.engines.miles.plan_fsdp import bf16_master_check
-    from mileage.models.cards import load_card
-
-    return bf16_master_check(experiment, card if card is not None else load_card(experiment["model"]["card"]))
+    return bf16_master_check(experiment, card if card is not None else load_miles_card(experiment["model"]["card"]))
 
 
 def plan_main(experiment: Mapping[str, Any], gpus: int | None = None, gpu_memory_gb: float | None = None,

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from mileage.engines.miles.argv import MilesConfigError, actor_gpus, batch_identity, rollout_gpus, uses_kl_loss
-from mileage.engines.miles.plan import (FRAGMENTATION, GIB, HOST_BASE_GIB, HOST_PER_GPU_GIB, MIN_KV_CACHE_GIB,
+from mileage.engines.miles.memory import (FRAGMENTATION, GIB, HOST_BASE_GIB, HOST_PER_GPU_GIB, MIN_KV_CACHE_GIB,
                                         PROMPT_TOKENS_ASSUMED, SGLANG_RESIDUAL_GIB,
                                         SGLANG_RUNTIME_GIB, TRAINER_RESIDUAL_GIB, TRAINER_RUNTIME_GIB, MemoryPlan,
                                         Phase, sglang_fraction)

@@ -3,7 +3,7 @@
 miles' recipe submits with env_vars PYTHONPATH=<Megatron-LM>, CUDA_DEVICE_MAX_CONNECTIONS=1 and
 NCCL_NVLS_ENABLE=<1 with NVLink, else 0> (FACTS section 1). mileage adds its own package directory to
 PYTHONPATH (miles imports the eval hook and custom rewards by module path inside Ray workers), an absolute
-TENSORBOARD_DIR, the eval-sample directory and reward rule for the hook, and the determinism environment
+TENSORBOARD_DIR, the eval-sample directory and reward rule for the hooks, and the determinism environment
 (FACTS section 8) when asked. Secrets never go here: WANDB_API_KEY is inherited from the environment of the
 Ray head, so it never lands in a job description or a log.
 """
@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from mileage.engines.miles.argv import MilesPaths
-from mileage.engines.miles.eval_hook import EVAL_REWARD_ENV, EVAL_SAMPLES_ENV
+from mileage.engines.miles.eval_hook import EVAL_SAMPLES_ENV
+from mileage.engines.miles.reward_hook import REWARD_ENV
 
 DETERMINISM_ENV = {"NCCL_ALGO": "Ring", "NVTE_ALLOW_NONDETERMINISTIC_ALGO": "0", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
 
@@ -83,7 +84,7 @@ def runtime_env(experiment: Mapping[str, Any], paths: MilesPaths, hook_dir: str 
         "CUDA_DEVICE_MAX_CONNECTIONS": "1",
         "NCCL_NVLS_ENABLE": "1" if nvls_enabled(miles["nvlink"], run) else "0",
         "PYTHONUNBUFFERED": "1",
-        EVAL_REWARD_ENV: experiment["rollout"]["reward"],
+        REWARD_ENV: experiment["rollout"]["reward"],  # the reward and eval hooks grade with it
     }
     if miles["tensorboard"] and paths.tensorboard_dir:
         env["TENSORBOARD_DIR"] = str(Path(paths.tensorboard_dir).resolve())

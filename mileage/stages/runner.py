@@ -1,0 +1,30 @@
+"""The one way a stage runs an engine's job: prepare what the job spec asks, start (or join) the Ray cluster that
+`ray` and `resources.gpus` describe, submit the spec's entrypoint as a Ray job, follow it to its end.
+
+Training and evaluation, of every engine, go this way (mileage.engines.contract.JobSpec), so the cluster, the
+secrets a job may see, its log and its run-directory lock are decided in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from mileage.engines.contract import JobSpec
+from mileage.launch.ray_cluster import cluster_spec, ray_cluster
+from mileage.launch.ray_job import run_job
+from mileage.secrets import job_secret_names
+
+
+def run_spec(job: JobSpec, params: Mapping[str, Any], log: Path, job_id_prefix: str,
+             lock_dir: Path | None = None, metadata: Mapping[str, Any] | None = None) -> None:
+    """Run `job` for a stage with `params` (its `ray` and `resources.gpus` place it; its `tracking` says which
+    secrets the head passes on); its output goes to `log`. With `lock_dir`, the job holds that run directory."""
+    for step in job.prepare:
+        step()
+    # The head (and so the job) gets only the secrets the job needs: WANDB_API_KEY when tracking.wandb is on.
+    spec = cluster_spec(params["ray"], params["resources"]["gpus"], job_secret_names(params))
+    with ray_cluster(spec) as address:
+        run_job(address, job.entrypoint, job.runtime_env, log,
+                job_id_prefix=job_id_prefix.replace("/", "-"),  # a replicate: <exp>/seeds/<n>
+                metadata=dict(metadata or {}), lock_dir=lock_dir)
