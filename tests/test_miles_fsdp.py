@@ -304,7 +304,7 @@ def test_stand_in_fsdp_run_saves_resumes_evaluates_and_exports(tmp_path):
     assert died.returncode == 3, died.stderr
     assert checkpoints.read_tracker(paths.run_dir) == "2"  # FSDP numbers a save by rollouts trained
     saved = Path(paths.run_dir) / "iter_0000002"
-    assert {p.name for p in saved.iterdir()} >= {"model", "optimizer", "lr_scheduler", "meta.json", "rng_rank_0.pt"}
+    assert {p.name for p in saved.iterdir()} >= {"model", "optimizer", "lr_scheduler", "meta.json", "rng.pt"}
     done = run_stand_in(command, env)
     assert done.returncode == 0, done.stderr
     assert "start rollout 2" in done.stdout and "(FSDPTrainRayActor pid=" in done.stdout

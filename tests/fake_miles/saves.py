@@ -62,7 +62,7 @@ def save(save_dir: str, rollout_id: int, debug_dir: str | None, backend: str = "
          save_optim: bool = True) -> None:
     """Megatron: iter_<rollout id>/ (one torch_dist DCP directory with metadata.json and common.pt) and the tracker
     with the rollout id. FSDP (mileage/engines/miles/checkpoints.py says where the layout was read):
-    iter_<rollout id + 1>/{model,optimizer,lr_scheduler}/ (DCP directories), rng_rank_0.pt, meta.json, and the
+    iter_<rollout id + 1>/{model,optimizer,lr_scheduler}/ (DCP directories), rng.pt, meta.json, and the
     tracker with rollout id + 1. model/ also holds weights.json, which the stand-in converter reads."""
     import torch
 
@@ -75,7 +75,7 @@ def save(save_dir: str, rollout_id: int, debug_dir: str | None, backend: str = "
         if save_optim:
             for part in ("optimizer", "lr_scheduler"):
                 dcp_save(it / part, iteration, (part,))
-        torch.save({"python": random.getstate()}, it / "rng_rank_0.pt")
+        torch.save({"python": random.getstate()}, it / "rng.pt")
         (it / "meta.json").write_text(json.dumps({"iteration": iteration, "rollout_id": rollout_id,
                                                   "next_rollout_id": rollout_id + 1}))
     else:

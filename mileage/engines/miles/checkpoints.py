@@ -4,12 +4,12 @@ Megatron: `<dir>/latest_checkpointed_iteration.txt` names the last complete save
 training saves (`iter_{id:07d}/`), or `release` after the HF -> torch_dist conversion (`release/`). It is written
 last, so its content is the completion marker.
 
-FSDP: FACTS is silent on its layout; read from miles' `miles/backends/fsdp_utils/checkpoint.py` (a 2026 commit of
-radixark/miles in the code index, not checked at v0.1.0): a save after rollout id r writes
-`iter_{r+1:07d}/` with `model/`, `optimizer/`, `lr_scheduler/` (torch.distributed.checkpoint directories),
-`rng_rank_<rank>.pt` and `meta.json`, then the tracker with r + 1 (the number of rollouts trained, which is also
-the rollout a resumed run starts with). A load reads the tracker's iteration, always the model, and the optimizer,
-scheduler and RNG state where their files exist. The HF export reads `iter_N/model` (tools/convert_fsdp_to_hf.py).
+FSDP: FACTS is silent on its layout; read from miles v0.1.0's `miles/backends/fsdp_utils/checkpoint.py`
+(78527b91, `save` and `load`): a save after rollout id r writes `iter_{r+1:07d}/` with `model/`, `optimizer/`,
+`lr_scheduler/` (torch.distributed.checkpoint directories; the last two unless --no-save-optim), then on rank 0
+`rng.pt` (torch and CUDA RNG states) and `meta.json`, then the tracker with r + 1 (the number of rollouts trained,
+which is also the rollout a resumed run starts with). A load reads the tracker's iteration, always the model, and
+the optimizer, scheduler and RNG state where their files exist. The HF export reads `iter_N/model` (tools/convert_fsdp_to_hf.py).
 
 Verification (before a (re)start, `set_aside_unusable`): the tracker is written after the save's files, but not
 after they reached the disk intact, so a save can be tracked and still be cut short (a full disk, a node lost while
