@@ -3,6 +3,7 @@
   mileage experiments                 list the experiments of the config, resolved and checked
   mileage plan EXPERIMENT             memory preflight (per GPU and host), non-zero when it cannot fit
   mileage argv EXPERIMENT             the miles train.py argv, one token per line; runs nothing
+  mileage argv EXPERIMENT --eval base|final   its base or final evaluation's argv (each evaluation set)
   mileage keys [RULE]                 which config keys each rule reads, and whether a change continues a run
   mileage doctor [EXPERIMENT]         check this machine against what the experiment needs
   mileage import-log LOG OUTDIR       an existing miles/slime log -> metric TSVs and plots
@@ -60,6 +61,8 @@ def cmd_argv(args) -> int:
     from mileage.stages.job import train_job
 
     name, exp = _experiment(args)
+    if args.eval:
+        return _print_eval_argvs(name, exp, args)
     # Exactly what the train rule submits: the same params and the same paths.
     job = train_job(name, exp, args.config, _results_dir(args))
     try:
@@ -74,6 +77,22 @@ def cmd_argv(args) -> int:
         return 0
     for token in argv:
         print(token)
+    return 0
+
+
+def _print_eval_argvs(name, exp, args) -> int:
+    from mileage.engines.miles.eval_argv import evaluation_jobs
+
+    # Exactly what the eval_base / eval_final rule runs, one job per evaluation set.
+    jobs = evaluation_jobs(name, exp, args.config, _results_dir(args), args.eval)
+    for set_name, spec in jobs:
+        if spec.argv is None:
+            print(f"# {name}: engine {exp['engine']} has no command line of its own for its {args.eval} evaluation")
+            return 0
+        if len(jobs) > 1:
+            print(f"# {args.eval} evaluation of set {set_name}")
+        for token in spec.argv:
+            print(token)
     return 0
 
 
@@ -172,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     argv = sub.add_parser("argv", help="print the miles train.py argv, one token per line")
     argv.add_argument("experiment")
+    argv.add_argument("--eval", choices=("base", "final"), default=None,
+                      help="the evaluation run's argv instead (of the starting model or the final checkpoint)")
     argv.set_defaults(func=cmd_argv)
 
     keys = sub.add_parser("keys", help="which config keys each rule reads, and which may change under a run")
