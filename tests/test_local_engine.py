@@ -185,3 +185,36 @@ def test_same_seed_same_metrics(tiny_setup, tmp_path):
     run_job(tiny_spec(tiny_setup, tmp_path / "a", num_rollout=2), tmp_path)
     run_job(tiny_spec(tiny_setup, tmp_path / "b", num_rollout=2), tmp_path)
     assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+
+
+def test_the_local_evaluation_is_a_job_spec_and_the_stage_keeps_its_newest_samples(tiny_setup, tmp_path, monkeypatch):
+    """The stage runs the engine's evaluation spec through the runner (here in-process: no Ray head) and writes the
+    records the job left in the one eval-samples layout; records of an earlier evaluation never pass for them."""
+    import mileage.stages.evaluate as stage
+    from mileage.engines.local.eval_job import main as eval_main
+    from mileage.evaluation.records import read_records
+
+    launched = []
+
+    def run_here(job, params, log, job_id_prefix, **_):
+        for step in job.prepare:
+            step()
+        assert job.entrypoint[1:3] == ["-m", "mileage.engines.local.eval_job"]
+        assert job.runtime_env["env_vars"]["OMP_NUM_THREADS"] == "1"  # ray.num_cpus
+        launched.append(job_id_prefix)
+        assert eval_main(job.entrypoint[3:]) == 0
+
+    monkeypatch.setattr(stage, "run_spec", run_here)
+    settings = {"n_samples_per_prompt": 2, "max_response_len": 4, "temperature": 1.0, "top_p": 1.0, "seed": 3}
+    evaluation = {"engine": "local", "which": "base", "name": "x", "base_eval": settings,
+                  "rollout": {"reward": "deepscaler_nothink"}, "data": {"apply_chat_template": False},
+                  "resources": {"device": "cpu", "gpus": 0}, "ray": {"num_cpus": 1}}
+    out = tmp_path / "base.samples.jsonl"
+    stale = tmp_path / ".base.samples.jsonl.work" / "eval_samples" / "eval" / "rollout_9.jsonl"
+    stale.parent.mkdir(parents=True)
+    stale.write_text('{"stale": true}\n')
+    stage.evaluate(evaluation, {"model": str(tiny_setup / "model"), "data": str(tiny_setup / "eval.jsonl")}, str(out))
+    records = read_records(out)
+    assert launched == ["mileage-eval-base"]
+    assert len(records) == 4 * 2 and {r["sample_index"] for r in records} == {0, 1}
+    assert not stale.exists()
