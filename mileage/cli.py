@@ -9,6 +9,7 @@
   mileage import-log LOG OUTDIR       an existing miles/slime log -> metric TSVs and plots
   mileage status [--json]             every run: state, rollout i of N, rate, ETA, reward, eval, checkpoint
   mileage live EXPERIMENT OUTDIR      the metric tables and figures of a run as far as it has trained
+  mileage power EXPERIMENT --delta D  seeds and samples per problem a gain D needs, from a finished pilot
 
 EXPERIMENT is a name in the config (config/config.yaml unless --config says otherwise) or the path of an
 experiment YAML file (e.g. config/experiments/glm-z1-9b-8xh100.yaml).
@@ -137,6 +138,16 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_power(args) -> int:
+    import json
+
+    from mileage.evaluation.power import format_plan, plan_experiment
+
+    result = plan_experiment(_results_dir(args), args.experiment, args.delta, eval_set=args.set)
+    print(json.dumps(result, indent=2) if args.json else format_plan(result))
+    return 0
+
+
 def cmd_live(args) -> int:
     import time
 
@@ -220,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write them again every SECONDS while the run trains")
     live.add_argument("--no-plots", action="store_true", help="write the tables only")
     live.set_defaults(func=cmd_live)
+
+    power = sub.add_parser("power", help="seeds and samples per problem to detect a gain, from a finished pilot")
+    power.add_argument("experiment", help="a finished experiment (its results/<exp>/ and, with seeds, each seed's)")
+    power.add_argument("--delta", type=float, required=True,
+                       help="the gain to detect, as a fraction of the score (0.05 = 5 points)")
+    power.add_argument("--set", default=None, help="an evaluation set's name (default: the headline set)")
+    power.add_argument("--json", action="store_true", help="one JSON object (delta, seeds, samples_per_problem, "
+                                                             "power, current, variance, ...)")
+    power.set_defaults(func=cmd_power)
     return parser
 
 
