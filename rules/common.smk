@@ -57,7 +57,8 @@ PATHS = {
     for name, exp in EXPERIMENTS.items()
 }
 EXP_NAMES = sorted(EXPERIMENTS)
-# What the comparison lists (a replicated experiment once, by its aggregate); colours follow this order.
+# What the comparison lists (a replicated experiment once, by its aggregate). A result's own figures use the
+# palette's first colour: they never depend on which other experiments exist, so adding one reruns none of them.
 TOP_NAMES = sorted(DECLARED)
 # Every evaluation set of each run and experiment, by name, and the one that heads its report (mileage.eval_sets).
 EVAL_SETS = {
@@ -71,10 +72,6 @@ RESULT_NAMES = [*EXP_NAMES, *REPLICATED]
 # Results laid out before evaluation sets were an axis: their evaluations move once under eval/<set>/.
 if workflow.is_main_process:
     migrate_eval_layout(R, {name: EVAL_SETS[name][0] for name in EXP_NAMES})
-COLOR_INDEX = {
-    name: TOP_NAMES.index(DECLARED_OF.get(name, name))
-    for name in [*EXP_NAMES, *REPLICATED]
-}
 
 
 def emit(value):

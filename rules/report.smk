@@ -54,7 +54,6 @@ rule plots:
         ENV_ANALYSIS
     params:
         plots=params_of("plots", wildcard="result"),
-        color_index=emit(lambda w: COLOR_INDEX[w.result]),
         sets=emit(lambda w: set_summaries_of(w.result)),
         runs=emit(lambda w: [f"{R}/{run}" for run in runs_of(w.result)]),
     script:

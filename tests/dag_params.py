@@ -1,4 +1,5 @@
-"""Print, as JSON, every job of a workflow's whole DAG with its params as Snakemake itself records them.
+"""Print, as JSON, every job of a workflow's whole DAG with its params as Snakemake itself records them, its inputs
+and its outputs.
 
 Run as `python dag_params.py REPO OUT.json [TARGET ...]` (no target: the default one) in its own process (Snakemake's API keeps global state): the job list
 is what `snakemake --forceall` would run, and each job's params are serialised by Snakemake's own persistence code
@@ -37,7 +38,8 @@ def dag_params(repo: Path, targets: list[str]) -> dict:
         jobs = {}
         for job in workflow.dag.jobs:
             key = f"{job.rule.name} {dict(job.wildcards_dict)}"
-            jobs[key] = persistence._params(job)
+            jobs[key] = {"params": persistence._params(job), "input": sorted(map(str, job.input)),
+                         "output": sorted(map(str, job.output))}
         rules = sorted(rule.name for rule in workflow.rules)
     return {"jobs": jobs, "rules": rules}
 

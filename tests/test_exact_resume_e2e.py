@@ -1,6 +1,8 @@
 """Exact resume, through Snakemake: a training killed at any moment and run again ends with the same rollout,
 train and eval TSVs, eval samples and summary, byte for byte, as one that was never interrupted; a finished run
-trains nothing more when forced to rerun; a smaller num_rollout ends at its checkpoint."""
+trains nothing more when forced to rerun; a smaller num_rollout ends at its checkpoint. The reference run
+starts from a copy of the session's finished demo (tests/conftest.py) with its runs forgotten and its caches kept:
+it trains from scratch on the shared demo model, data and warm start."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from mileage.provenance import result_view
-from pipeline_helpers import SNAKEMAKE, copy_repo, edit_config, snakemake
+from pipeline_helpers import SNAKEMAKE, copy_finished, edit_config, keep_only_caches, snakemake
 from test_resume_e2e import checkpoints, job_processes, rollout_steps
 
 pytestmark = pytest.mark.slow
@@ -24,12 +26,11 @@ pytestmark = pytest.mark.slow
 NUM_ROLLOUT = 6
 TARGETS = [f"results/demo/metrics/{kind}.tsv" for kind in ("rollout", "train", "eval")] + [
     "results/demo/report/summary.json"]
-COMPARED = TARGETS + ["results/demo/train/eval_samples.jsonl", "results/demo/eval/final.samples.jsonl"]
+COMPARED = TARGETS + ["results/demo/train/eval_samples.jsonl", "results/demo/eval/arith/final.samples.jsonl"]
 
 
 def shorten(config: dict) -> None:
-    demo = config["experiments"]["demo"]
-    demo["warm_start"]["n_examples"] = 2000  # enough reward signal for GRPO to move the weights
+    demo = config["experiments"]["demo"]  # its warm start (shared, cached) leaves GRPO reward signal to learn from
     demo["rollout"]["num_rollout"] = NUM_ROLLOUT
     demo["train"]["save_interval"] = 2
     demo["eval"]["interval"] = 2
@@ -46,7 +47,7 @@ def outputs(repo: Path) -> dict[str, bytes]:
 
 def fresh_training(repo: Path) -> None:
     """Forget the training (run dir and everything after it), keep the shared caches and the base eval."""
-    for rel in ("run", "train", "metrics", "eval/final.samples.jsonl", "report"):
+    for rel in ("run", "train", "metrics", "eval/arith/final.samples.jsonl", "report"):
         path = repo / "results" / "demo" / rel
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     for aside in (repo / "results" / "demo").glob("run.superseded-*"):
@@ -92,8 +93,9 @@ def run_and_kill(repo: Path, when) -> bool:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    repo = copy_repo(tmp_path_factory.mktemp("exact"))
+def reference(finished_demo, tmp_path_factory):
+    repo = copy_finished(finished_demo, tmp_path_factory.mktemp("exact") / "repo")
+    keep_only_caches(repo)
     edit_config(repo, shorten)
     snakemake(repo, *TARGETS)
     return repo, outputs(repo)

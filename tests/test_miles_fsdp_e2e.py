@@ -38,7 +38,7 @@ def fsdp_pipeline(tmp_path_factory):
     config = yaml.safe_load(config_path.read_text())
     config["experiments"] = {EXP: fsdp_experiment(repo, card["name"])}
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    plan = check(run_snakemake(repo, "--dry-run", f"results/{EXP}/eval/final.samples.jsonl",
+    plan = check(run_snakemake(repo, "--dry-run", f"results/{EXP}/eval/aime/final.samples.jsonl",
                                f"results/{EXP}/export/hf"))
     argv_file = str(repo / "fake-miles-argv.jsonl")
     died = run_snakemake(repo, f"results/{EXP}/train/done.json", FAKE_MILES_DIE_AT=str(DIE_AT),
@@ -46,7 +46,7 @@ def fsdp_pipeline(tmp_path_factory):
     ckpts = repo / "results" / EXP / "run" / "checkpoints"
     after_death = {"proc": died, "tracker": (ckpts / "latest_checkpointed_iteration.txt").read_text().strip(),
                    "iters": sorted(p.name for p in ckpts.glob("iter_*"))}
-    check(run_snakemake(repo, f"results/{EXP}/eval/final.samples.jsonl", f"results/{EXP}/export/hf",
+    check(run_snakemake(repo, f"results/{EXP}/eval/aime/final.samples.jsonl", f"results/{EXP}/export/hf",
                         FAKE_MILES_ARGV_LOG=argv_file))
     return repo, plan.stdout + plan.stderr, after_death
 
@@ -89,7 +89,7 @@ def test_fsdp_argv_is_fsdps_and_the_evaluation_loads_only_the_final_weights(fsdp
     root = Path(final[final.index("--load") + 1])
     assert (root / "latest_checkpointed_iteration.txt").read_text().strip() == str(NUM_ROLLOUT)
     assert [p.name for p in (root / f"iter_{NUM_ROLLOUT:07d}").iterdir()] == ["model"]  # weights only
-    records = (repo / "results" / EXP / "eval" / "final.samples.jsonl").read_text().splitlines()
+    records = (repo / "results" / EXP / "eval" / "aime" / "final.samples.jsonl").read_text().splitlines()
     assert records and json.loads(records[0])["problem_id"].startswith("aime-")
 
 

@@ -272,7 +272,7 @@ def test_eval_records_and_summary(pipeline):
     summary = json.loads((repo / "results" / EXP / "report" / "summary.json").read_text())
     for side, k in (("base", BASE_K), ("final", FINAL_K)):
         records = [json.loads(line) for line in
-                   (repo / "results" / EXP / "eval" / f"{side}.samples.jsonl").read_text().splitlines()]
+                   (repo / "results" / EXP / "eval" / "aime" / f"{side}.samples.jsonl").read_text().splitlines()]
         assert len(records) == aime_problems * k == summary[side]["n_samples"]
         assert {r["problem_id"] for r in records} == {f"aime-{i}" for i in range(aime_problems)}
         assert summary[side]["k"] == k

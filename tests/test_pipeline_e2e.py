@@ -1,43 +1,27 @@
 """The whole demo through real Snakemake, Ray and TRL, then what reruns after each kind of edit.
 
-One module-scoped run of the shipped demo config (a few minutes on 2 cores); the staleness tests edit a
-copy of its config and ask Snakemake's own dry run what it would do.
+The demo runs once per test session (tests/conftest.py: `finished_demo`, the shipped config, sentinel credentials
+in its environment); the checks read that tree, and each staleness test edits the config of its own copy of it
+(`demo_copy`) and asks Snakemake's own dry run what it would do.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from pipeline_helpers import copy_repo, edit_config, planned_jobs, snakemake
+from pipeline_helpers import DEMO_SECRETS, edit_config, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
-SECRET_TOKEN = "hf_mileageTestSecret0123456789"
-SECRET_WANDB = "wandbMileageTestSecret9876543210"
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    repo = copy_repo(tmp_path_factory.mktemp("demo"))
-    os.environ["HF_TOKEN"], os.environ["WANDB_API_KEY"] = SECRET_TOKEN, SECRET_WANDB
-    try:
-        snakemake(repo, "--resources", "gpu=1")
-    finally:
-        del os.environ["HF_TOKEN"], os.environ["WANDB_API_KEY"]
-    return repo
-
 
 @pytest.fixture
-def config_restored(demo):
-    path = demo / "config" / "config.yaml"
-    original = path.read_text()
-    yield demo
-    path.write_text(original)
+def demo(finished_demo: Path) -> Path:
+    """The session's finished demo, for the checks that only read it."""
+    return finished_demo
 
 
 def read_tsv(path: Path) -> tuple[list[str], list[dict]]:
@@ -75,7 +59,7 @@ def test_demo_really_learns(demo):
 def test_every_eval_sample_is_kept(demo):
     summary = json.loads((demo / "results" / "demo" / "report" / "summary.json").read_text())
     for side in ("base", "final"):
-        lines = (demo / "results" / "demo" / "eval" / f"{side}.samples.jsonl").read_text().splitlines()
+        lines = (demo / "results" / "demo" / "eval" / "arith" / f"{side}.samples.jsonl").read_text().splitlines()
         records = [json.loads(line) for line in lines]
         assert len(records) == summary[side]["n_samples"]
         assert {"problem_id", "sample_index", "label", "extracted_answer", "reward", "response_length", "truncated"} <= set(records[0])
@@ -93,44 +77,47 @@ def test_report_figures_and_comparison(demo):
     assert [r[next(iter(r))] for r in rows] == ["demo"]
 
 
-def test_snakemake_report_embeds_the_figures(demo):
-    snakemake(demo, "--report", "report.html")
-    html = (demo / "report.html").read_text(errors="replace")
+def test_snakemake_report_embeds_the_figures(demo_copy):
+    snakemake(demo_copy, "--report", "report.html")
+    html = (demo_copy / "report.html").read_text(errors="replace")
     assert "reward.png" in html and "report.md" in html
 
 
 def test_secrets_never_reach_results(demo):
-    for path in (demo / "results").rglob("*"):
-        if path.is_file() and path.stat().st_size < 50_000_000:
-            data = path.read_bytes()
-            assert SECRET_TOKEN.encode() not in data and SECRET_WANDB.encode() not in data, path
+    needles = [value.encode() for value in DEMO_SECRETS.values()]
+    for root in ("results", ".snakemake"):
+        for path in (demo / root).rglob("*"):
+            if path.is_file() and not path.is_symlink() and path.stat().st_size < 50_000_000:
+                data = path.read_bytes()
+                assert not any(needle in data for needle in needles), path
 
 
-def test_nothing_edited_nothing_runs(demo):
-    assert planned_jobs(demo) == {}
+def test_a_copy_of_the_finished_demo_plans_nothing(demo_copy):
+    """What every test starting from `demo_copy` relies on: the copy is as finished as the original."""
+    assert planned_jobs(demo_copy) == {}
 
 
-def test_plot_style_edit_reruns_plots_only(config_restored):
-    edit_config(config_restored, lambda c: c["plots"].update(palette="deep"))
-    assert set(planned_jobs(config_restored)) == {"plots", "compare", "all"}
+def test_plot_style_edit_reruns_plots_only(demo_copy):
+    edit_config(demo_copy, lambda c: c["plots"].update(palette="deep"))
+    assert set(planned_jobs(demo_copy)) == {"plots", "compare", "all"}
 
 
-def test_final_eval_samples_edit_reruns_final_eval_report_and_plots(config_restored):
-    edit_config(config_restored, lambda c: c["experiments"]["demo"]["final_eval"].update(n_samples_per_prompt=4))
-    assert set(planned_jobs(config_restored)) == {"eval_final", "summarize", "report", "plots", "compare", "all"}
+def test_final_eval_samples_edit_reruns_final_eval_report_and_plots(demo_copy):
+    edit_config(demo_copy, lambda c: c["experiments"]["demo"]["final_eval"].update(n_samples_per_prompt=4))
+    assert set(planned_jobs(demo_copy)) == {"eval_final", "summarize", "report", "plots", "compare", "all"}
 
 
-def test_learning_rate_edit_reruns_training_and_what_follows_only(config_restored):
-    edit_config(config_restored, lambda c: c["experiments"]["demo"]["train"].update(lr=0.001))
-    jobs = set(planned_jobs(config_restored))
+def test_learning_rate_edit_reruns_training_and_what_follows_only(demo_copy):
+    edit_config(demo_copy, lambda c: c["experiments"]["demo"]["train"].update(lr=0.001))
+    jobs = set(planned_jobs(demo_copy))
     assert jobs == {"train", "metrics", "eval_final", "summarize", "report", "plots", "compare", "all"}
 
 
-def test_new_experiment_builds_only_its_jobs(config_restored):
+def test_new_experiment_builds_only_its_jobs(demo_copy):
     edit_config(
-        config_restored, lambda c: c["experiments"].update({"demo-lr": {"extends": "demo", "train": {"lr": 0.001}}})
+        demo_copy, lambda c: c["experiments"].update({"demo-lr": {"extends": "demo", "train": {"lr": 0.001}}})
     )
-    jobs = planned_jobs(config_restored)
+    jobs = planned_jobs(demo_copy)
     # Its own chain and the comparison; the demo model, datasets, warm start and the base evaluation of the
     # shared warm-started model are reused (base_samples only copies it under the new name).
     assert set(jobs) == {"train", "metrics", "base_samples", "eval_final", "summarize", "report", "plots", "compare", "all"}
