@@ -159,7 +159,7 @@ def build_grpo_config(spec: dict, output_dir: str | os.PathLike):
         logging_steps=1,
         logging_first_step=True,
         report_to="none",
-        disable_tqdm=False,
+        disable_tqdm=True,  # one line per rollout instead (events_callback); TRL's dicts go to the details log
         log_completions=False,
         eval_strategy="no",
         push_to_hub=False,
@@ -262,10 +262,14 @@ def event_writer(run_dir: Path, trackers=None) -> Callable[[MetricEvent], None]:
     return emit
 
 
-def events_callback(run_dir: Path, steps_per_rollout: int, num_rollout: int, eval_fn: Callable[[int], None] | None,
-                    eval_interval: int | None, trackers=None):
-    """A TrainerCallback writing canonical events (and running in-training eval at rollout ends)."""
+def events_callback(run_dir: Path, steps_per_rollout: int, num_rollout: int,
+                    eval_fn: Callable[[int], dict | None] | None, eval_interval: int | None, trackers=None,
+                    details=None):
+    """A TrainerCallback writing canonical events (and running in-training eval at rollout ends), printing one
+    line per rollout, and TRL's metric dicts to the `details` log (mileage.engines.local.console)."""
     from transformers import TrainerCallback
+
+    from mileage.engines.local.console import rollout_line
 
     emit = event_writer(run_dir, trackers)
 
@@ -273,6 +277,13 @@ def events_callback(run_dir: Path, steps_per_rollout: int, num_rollout: int, eva
         def __init__(self):
             self.trainer = None
             self.rollout_start = None
+            self.rewards: dict[int, float] = {}
+            self.evals: dict[int, dict] = {}
+            self.printed: set[int] = set()
+            self.last_line = time.perf_counter()
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.last_line = time.perf_counter()
 
         def on_step_begin(self, args, state, control, **kwargs):
             if state.global_step % steps_per_rollout == 0:  # first optimizer step of a rollout
@@ -292,17 +303,35 @@ def events_callback(run_dir: Path, steps_per_rollout: int, num_rollout: int, eva
             }))
             last = rollout_id == num_rollout - 1
             if eval_fn is not None and eval_interval and ((rollout_id + 1) % eval_interval == 0 or last):
-                eval_fn(rollout_id)
+                self.evals[rollout_id] = eval_fn(rollout_id) or {}
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or state.global_step < 1:
                 return
+            if details is not None:
+                details.metrics(state.global_step, logs)
             step = state.global_step - 1  # 0-based: rollout_id x steps_per_rollout + step_id
             grouped = split_logs(logs)
             if grouped["rollout"]:
                 emit(MetricEvent("rollout", step // steps_per_rollout, grouped["rollout"]))
+                if "rollout/raw_reward" in grouped["rollout"]:
+                    self.rewards[step // steps_per_rollout] = grouped["rollout"]["rollout/raw_reward"]
             if grouped["train"] and any(k != "train/epoch" for k in grouped["train"]):
                 emit(MetricEvent("train", step, grouped["train"]))
+            # The rollout's last step was logged (after its evaluation, in on_step_end): its one line.
+            rollout_id = step // steps_per_rollout
+            if state.global_step % steps_per_rollout == 0 and rollout_id not in self.printed:
+                self.printed.add(rollout_id)
+                now = time.perf_counter()
+                scores = {name.removeprefix("eval/"): value for name, value in self.evals.pop(rollout_id, {}).items()
+                          if name.count("/") == 1}
+                line = rollout_line(rollout_id, num_rollout, self.rewards.pop(rollout_id, None), scores,
+                                    now - self.last_line)
+                self.last_line = now
+                if details is not None:
+                    details.say(line)
+                else:
+                    print(line, flush=True)
 
         def on_train_end(self, args, state, control, **kwargs):
             if trackers is not None:
@@ -344,6 +373,7 @@ def in_training_eval(run_dir: Path, trainer, tokenizer, eval_data: dict | list, 
                 f"eval/{name}/truncated": sum(r["truncated"] for r in records) / n,
             })
         emit(MetricEvent("eval", rollout_id, metrics))
+        return metrics
 
     return run
 
@@ -352,8 +382,9 @@ def in_training_eval(run_dir: Path, trainer, tokenizer, eval_data: dict | list, 
 # The job
 
 
-def build_trainer(spec: dict, *, with_events: bool = True):
-    """(trainer, tokenizer, config) for a spec; `with_events=False` gives the bare TRL setup (benchmarks)."""
+def build_trainer(spec: dict, *, with_events: bool = True, details=None):
+    """(trainer, tokenizer, config) for a spec; `with_events=False` gives the bare TRL setup (benchmarks).
+    `details` (mileage.engines.local.console.Details): where TRL's per-step dicts go instead of the terminal."""
     from datasets import Dataset
     from transformers import AutoTokenizer
 
@@ -385,21 +416,31 @@ def build_trainer(spec: dict, *, with_events: bool = True):
             eval_fn = in_training_eval(run_dir, trainer, tokenizer, eval_data, eval_cfg, rollout.get("reward", "deepscaler"),
                                        apply_chat_template, int(spec.get("rollout_seed", 42)), trackers)
         callback = events_callback(run_dir, steps, int(rollout["num_rollout"]), eval_fn, eval_cfg.get("interval"),
-                                   trackers)
+                                   trackers, details)
         callback.trainer = trainer
         trainer.add_callback(callback)
+    quiet_trainer(trainer)
     return trainer, tokenizer, config
 
 
-def run_grpo(spec: dict) -> Path:
-    """Run (or resume) a GRPO job; return the final model directory."""
+def quiet_trainer(trainer) -> None:
+    """Without the Trainer's own console callbacks: they print every step's metric dict (and a progress bar)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+
+def run_grpo(spec: dict, details=None) -> Path:
+    """Run (or resume) a GRPO job; return the final model directory. `details`: the run's details log
+    (mileage.engines.local.console.route_output), which takes TRL's per-step metric dicts."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     run_dir = Path(_need(spec, "job spec", "run_dir"))
     run_dir.mkdir(parents=True, exist_ok=True)
     steps = batch_layout(_section(spec, "rollout"), _section(spec, "train"))["steps_per_rollout"]
     resume_from = prepare_resume(run_dir, steps)
-    trainer, tokenizer, _ = build_trainer(spec)
+    trainer, tokenizer, _ = build_trainer(spec, details=details)
     trainer.add_callback(manifest_callback())  # each checkpoint's sizes and digests, checked before a resume
     if resume_from is not None:
         print(f"[mileage] resuming from {resume_from}", flush=True)

@@ -21,12 +21,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from mileage.engines.local.console import route_output
     from mileage.engines.local.grpo import load_spec, run_grpo
 
     spec = load_spec(argv[0])
+    # Before TRL is imported: its warnings and log records to the details log, one line per rollout here.
+    details = route_output(spec["run_dir"])
+    print(f"[mileage] training {spec.get('experiment', '')}: one line per rollout; TRL's per-step metrics and "
+          f"every warning in {details.path}", flush=True)
     # One trainer per run directory: the lifeline around this job holds its lock (mileage.run_lock). An unusable
     # newest checkpoint was set aside by the train rule's plan (Engine.set_aside_unusable), under that lock.
-    final = run_grpo(spec)
+    final = run_grpo(spec, details)
     print(f"[mileage] final model: {final}", flush=True)
     return 0
 
