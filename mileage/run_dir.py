@@ -18,6 +18,7 @@ job holds it for its whole life.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass
@@ -48,6 +49,24 @@ def training_identity(train: dict, inputs: dict) -> dict:
     if train_data is not None and Path(train_data).is_file():
         identity["train_data_sha256"] = file_sha256(train_data)  # tens of MB at most: cheap next to a training run
     return identity
+
+
+def fewer_in_training_sets(old: dict, new: dict) -> list[str] | None:
+    """The evaluation sets a run evaluated inside training beyond those `new` asks for, when that is the only
+    difference (an evaluation never changes the weights): such a run is the same training. Runs made before
+    `eval.sets` existed evaluated every set of a `data.eval` list. None otherwise."""
+    def split(identity: dict) -> tuple[dict, list, set]:
+        rest = copy.deepcopy(identity)
+        extra = (rest.get("data") or {}).pop("extra_eval", [])
+        inputs = rest.get("inputs") or {}
+        paths = {inputs.pop(key) for key in [k for k in inputs if k.startswith("eval_data_")]}
+        return rest, extra, paths
+
+    old_rest, old_sets, old_paths = split(old)
+    new_rest, new_sets, new_paths = split(new)
+    if old_rest != new_rest or any(s not in old_sets for s in new_sets) or not new_paths <= old_paths:
+        return None
+    return [s["name"] for s in old_sets if s not in new_sets] or None
 
 
 @dataclass(frozen=True)
@@ -100,9 +119,14 @@ def _plan_run(run_dir: Path, identity: dict, engine: Engine, train: Mapping, log
     stamp = run_dir / "fingerprint.json"
     previous = json.loads(stamp.read_text()) if stamp.is_file() else {}
     added = upgrade_added_keys(previous.get("identity", {}), identity) if previous else None
+    dropped = fewer_in_training_sets(previous.get("identity", {}), identity) if previous else None
     if previous.get("fingerprint") != digest and added:
         log(f"mileage: the run in {run_dir} was made before mileage knew {', '.join(added)}; at their defaults they "
             f"are the training it made: kept as the same run")
+        write_json(stamp, {"fingerprint": digest, "identity": identity})
+    elif previous.get("fingerprint") != digest and dropped:
+        log(f"mileage: the run in {run_dir} also evaluated {', '.join(dropped)} inside training, which eval.sets no "
+            f"longer asks for; its training and its other evaluations are the same: kept as the same run")
         write_json(stamp, {"fingerprint": digest, "identity": identity})
     elif previous.get("fingerprint") != digest:
         old = previous.get("identity", {})

@@ -172,3 +172,46 @@ def test_an_incomplete_checkpoint_is_not_a_finished_run(tmp_path, data):
     (run / "checkpoints" / "checkpoint-6").mkdir()  # killed while saving: no trainer_state.json
     plan = plan_after(run, train, data)
     assert plan.state == "resume" and plan.checkpoint.rollouts == 3
+
+
+def test_an_upgrade_that_adds_an_identity_key_at_its_default_keeps_the_run(tmp_path, data):
+    """A finished run is never trained again by a newer mileage: a key it did not know, at its default, is what it did."""
+    import json
+
+    run = tmp_path / "run"
+    train = demo_train(eval={"interval": None})  # complete without in-training evaluations
+    fake_checkpoints(run, train, [train["rollout"]["num_rollout"]])
+    identity = identity_of(train, data)
+    older = copy.deepcopy(identity)
+    del older["eval"]["top_p"]  # as if eval.top_p came with the upgrade
+    from mileage.config import fingerprint
+
+    (run / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint(older), "identity": older}))
+    said = []
+    plan = plan_run(run, identity, LOCAL, train, log=said.append)
+    assert plan.state == "done" and "before mileage knew eval.top_p" in said[0]
+    # not at its default: another training
+    older["eval"]["top_p"] = 0.5
+    (run / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint(older), "identity": older}))
+    assert plan_run(run, identity, LOCAL, train, log=said.append).state == "fresh"
+
+
+def test_a_run_that_evaluated_more_sets_in_training_is_the_same_training(tmp_path, data):
+    """Made with a data.eval list before eval.sets existed (every set evaluated in training): kept, not retrained."""
+    import json
+
+    from mileage.config import fingerprint
+
+    run = tmp_path / "run"
+    sub = {"name": "sub", "source": "demo", "demo": {"n_problems": 4}}
+    train = demo_train(eval={"interval": None})
+    old_train = demo_train(data={"train": {"source": "demo"}, "eval": [{"source": "demo"}, sub]},
+                           eval={"sets": ["data", "sub"], "interval": None})
+    assert old_train["data"]["extra_eval"]
+    fake_checkpoints(run, train, [train["rollout"]["num_rollout"]])
+    old = training_identity(old_train, {"model": "results/cache/demo-models/m", "train_data": str(data),
+                                        "eval_data_1": "results/cache/demo-data/sub.jsonl"})
+    (run / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint(old), "identity": old}))
+    said = []
+    assert plan_run(run, identity_of(train, data), LOCAL, train, log=said.append).state == "done"
+    assert "also evaluated sub inside training" in said[0]
