@@ -69,6 +69,7 @@ def test_a_three_seed_demo_plans_one_model_one_warm_start_one_base_eval_and_thre
     jobs = planned_jobs(repo)
     assert jobs["demo_model"] == 1 and jobs["warm_start"] == 1 and jobs["eval_base"] == 1
     assert jobs["train"] == 3 and jobs["eval_final"] == 3 and jobs["aggregate"] == 1 and jobs["compare"] == 1
+    assert jobs["aggregate_metrics"] == 1 and jobs["report"] == jobs["plots"] == 4  # 3 seeds + the aggregate
     proc = snakemake(repo, "--dry-run", "--quiet", "all")
     assert proc.returncode == 0
     # A single seed keeps today's layout: no aggregate, results/demo/ holds the run.
@@ -146,6 +147,7 @@ def test_two_seed_demo_end_to_end(tmp_path):
         # A second evaluation set, evaluated and aggregated under its own name.
         demo["data"]["eval"] = [demo["data"]["eval"], {"name": "sub", "source": "demo",
                                                        "demo": {"n_problems": 4, "seed": 3, "operations": ["-"]}}]
+        demo["eval"]["sets"] = ["arith", "sub"]  # both evaluated inside training too
     edit_config(repo, short)
     snakemake(repo, timeout=1800)
     results = repo / "results" / "demo"
