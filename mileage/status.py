@@ -235,7 +235,8 @@ def config_runs(config_path: str | os.PathLike, results_dir: str | None = None):
     base_dir = config_path.resolve().parent.parent
     resolver = ExperimentResolver(raw, base_dir=base_dir)
     config = resolver.config
-    results = results_dir or config["results_dir"]
+    # The config's results_dir is relative to the workflow's directory (where Snakemake runs), as the rules see it.
+    results = results_dir or str(base_dir / config["results_dir"])
     runs, _ = expand_replicates(resolver.resolve_all())
     layout = Layout(results=str(results), base_dir=base_dir)
     found = []

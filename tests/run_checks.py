@@ -1,9 +1,11 @@
-"""What a pipeline run's terminal must and must not show (issue 17): one line per rollout of the training, no
-library noise. Used on the output of the end-to-end runs."""
+"""Checks of a pipeline run that any end-to-end test can apply to its run (issue 17): what the terminal showed
+(one line per rollout of the training, no library noise, few lines) and what `mileage status` says of a finished
+tree (every run done)."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 ROLLOUT_LINE = re.compile(r"^\[mileage\] rollout (\d+)/(\d+)  reward (\S+)(  eval \S+ \S+)*  \d+\.\d s$")
 NOISE = ("FutureWarning", "Shell command: None", "{'loss'", "'grad_norm'", "it/s]")
@@ -20,3 +22,14 @@ def assert_terminal_informs(output: str, rollouts=None, max_lines: int | None = 
         assert shown == list(rollouts), (shown, [line for line in lines if "rollout" in line][:20])
     if max_lines is not None:
         assert len(lines) <= max_lines, f"{len(lines)} lines:\n" + "\n".join(lines)
+
+
+def assert_status_done(repo: Path) -> list:
+    """`mileage status` on a finished tree: every run of its config done, trained to its num_rollout, with a
+    checkpoint there; returns the rows."""
+    from mileage.status import statuses
+
+    rows = statuses(repo / "config" / "config.yaml", str(repo / "results"))
+    assert rows and all(row.state == "done" for row in rows), [(r.experiment, r.state, r.notes) for r in rows]
+    assert all(row.rollout == row.num_rollout == row.checkpoint_rollout for row in rows), rows
+    return rows

@@ -13,8 +13,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
+from mileage.attempts import read_attempts
+from mileage.provenance import for_experiment
+from mileage.status import statuses
 from pipeline_helpers import SNAKEMAKE, copy_repo, edit_config, snakemake
+from run_checks import assert_terminal_informs
 
 pytestmark = pytest.mark.slow
 
@@ -66,8 +71,12 @@ def test_sigkill_midway_then_rerun_resumes_from_last_checkpoint(repo):
     )
     deadline = time.time() + 900
     killed = False
+    watched = []  # what `mileage status` said while the job trained
     while time.time() < deadline and proc.poll() is None:
         events = run / "events.jsonl"
+        if job_processes((run / "job.json").resolve()):
+            [demo] = statuses(repo / "config" / "config.yaml")
+            watched.append((demo.state, demo.rollout))
         if events.is_file() and max(rollout_steps(events), default=-1) >= 4 and checkpoints(run):
             for job in job_processes((run / "job.json").resolve()):
                 job.send_signal(signal.SIGKILL)
@@ -78,6 +87,10 @@ def test_sigkill_midway_then_rerun_resumes_from_last_checkpoint(repo):
     output, _ = proc.communicate(timeout=300)
     assert killed, f"never saw the job reach rollout 4 with a checkpoint:\n{output[-3000:]}"
     assert proc.returncode != 0
+    # While it trained, status saw it running, its rollout advancing; killed, it is failed.
+    running = [rollout for state, rollout in watched if state == "running"]
+    assert running and running == sorted(running) and running[-1] > running[0], watched
+    assert statuses(repo / "config" / "config.yaml")[0].state == "failed"
     # The failure is explained, the declared outputs are absent, the checkpoints survive.
     assert "FAILED" in output or "failed" in output
     assert not (repo / TARGET).exists()
@@ -85,7 +98,7 @@ def test_sigkill_midway_then_rerun_resumes_from_last_checkpoint(repo):
     assert saved, "a failure must never delete a checkpoint"
     steps_before = rollout_steps(run / "events.jsonl")
 
-    snakemake(repo, TARGET)
+    resumed = snakemake(repo, TARGET)
     log = (run / "job.log").read_text()
     assert "[mileage] resuming from" in log
     final_steps = rollout_steps(repo / "results" / "demo" / "train" / "events.jsonl")
@@ -95,6 +108,17 @@ def test_sigkill_midway_then_rerun_resumes_from_last_checkpoint(repo):
     assert run_steps == sorted(set(run_steps)) == list(range(12))
     assert set(saved) <= set(checkpoints(run))
     assert len(steps_before) < 12
+    [demo] = statuses(repo / "config" / "config.yaml")
+    assert (demo.state, demo.rollout, demo.num_rollout, demo.checkpoint_rollout) == ("done", 12, 12, 12)
+    # Provenance counts both attempts: the killed one and the resumed one.
+    attempts = read_attempts(run)
+    assert [a["outcome"] for a in attempts] == ["failed", "succeeded"] and attempts[1]["rollouts_before"] >= 4
+    config = {**yaml.safe_load((repo / "config" / "config.yaml").read_text()), "results_dir": str(repo / "results")}
+    block = for_experiment(config, "demo", repo)
+    assert block["wall_seconds"]["train"] == pytest.approx(sum(a["wall_seconds"] for a in attempts), abs=0.01)
+    assert len(block["attempts"]) == 2 and block["gpu_hours"] == 0.0  # the demo trains on the CPU
+    # The resumed training printed one line per rollout it trained, and no library noise.
+    assert_terminal_informs(resumed.stdout + resumed.stderr, rollouts=range(attempts[1]["rollouts_before"], 12))
 
 
 def test_changed_training_config_starts_afresh_and_keeps_the_old_run(repo):
