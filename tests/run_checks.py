@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 ROLLOUT_LINE = re.compile(r"^\[mileage\] rollout (\d+)/(\d+)  reward (\S+)(  eval \S+ \S+)*  \d+\.\d s$")
-NOISE = ("FutureWarning", "Shell command: None", "{'loss'", "'grad_norm'", "it/s]")
+NOISE = ("FutureWarning", "Shell command: None", "{'loss'", "'grad_norm'")  # TRL's dicts
 
 
 def assert_terminal_informs(output: str, rollouts=None, max_lines: int | None = None) -> None:
