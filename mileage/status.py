@@ -143,11 +143,24 @@ def _rate_from_step_times(events, trained: int) -> float | None:
     return 3600.0 * len(recent) / sum(recent) if recent else None
 
 
+def same_run(recorded: Mapping[str, Any], identity: dict) -> bool:
+    """Whether the run that recorded `recorded` (its fingerprint.json) is the training `identity` describes, as the
+    train rule's plan judges it (mileage.run_dir): the same fingerprint, or an identity that differs only by keys a
+    newer mileage added at their defaults or by in-training sets no longer asked for."""
+    from mileage.config import fingerprint
+    from mileage.keys import upgrade_added_keys
+    from mileage.run_dir import fewer_in_training_sets
+
+    if recorded.get("fingerprint") == fingerprint(identity):
+        return True
+    old = recorded.get("identity") or {}
+    return bool(old and (upgrade_added_keys(old, identity) or fewer_in_training_sets(old, identity)))
+
+
 def run_status(name: str, exp: Mapping[str, Any], params: Mapping[str, Any], inputs: Mapping[str, str],
                results: str | os.PathLike, now: float | None = None) -> RunStatus:
     """The status of run `name` (its resolved experiment, its train params and inputs as the train rule gets
     them) in the results tree `results`."""
-    from mileage.config import fingerprint
     from mileage.engines import engine_of
     from mileage.run_dir import training_identity
 
@@ -164,8 +177,8 @@ def run_status(name: str, exp: Mapping[str, Any], params: Mapping[str, Any], inp
     stamp = run_dir / "fingerprint.json"
     if stamp.is_file():
         try:
-            recorded = json.loads(stamp.read_text(encoding="utf-8")).get("fingerprint")
-            matches = recorded == fingerprint(training_identity(dict(params), dict(inputs)))
+            matches = same_run(json.loads(stamp.read_text(encoding="utf-8")),
+                               training_identity(dict(params), dict(inputs)))
         except (OSError, ValueError) as err:
             status.notes.append(f"cannot read {stamp}: {err}")
     if status.holder:

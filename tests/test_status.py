@@ -105,7 +105,14 @@ def test_not_running_and_not_done_is_failed_then_done_then_stale_after_a_trainin
     edited = write_config(tmp_path, lambda c: c["experiments"]["demo"]["train"].update(lr=0.001))
     [stale] = statuses(edited)
     assert stale.state == "stale" and any("starts afresh" in note for note in stale.notes)
-    # A key that may change under a run (the in-training eval's samples) keeps it done.
+    # A run made by an older mileage that did not know a key (now at its default) is the same run, as the train
+    # rule judges it: done, not stale.
+    stamp = tmp_path / "results" / "demo" / "run" / "fingerprint.json"
+    recorded = json.loads(stamp.read_text())
+    del recorded["identity"]["train"]["entropy_coef"]
+    write_json(stamp, {"fingerprint": "made-by-an-older-mileage", "identity": recorded["identity"]})
+    assert statuses(write_config(tmp_path))[0].state == "done"
+    # A key that may change under a run (the final evaluation's samples) keeps it done.
     same = write_config(tmp_path, lambda c: c["experiments"]["demo"]["final_eval"].update(n_samples_per_prompt=4))
     assert statuses(same)[0].state == "done"
 
