@@ -82,7 +82,7 @@ def cmd_argv(args) -> int:
 
 
 def _print_eval_argvs(name, exp, args) -> int:
-    from mileage.engines.miles.eval_argv import evaluation_jobs
+    from mileage.stages.job import evaluation_jobs
 
     # Exactly what the eval_base / eval_final rule runs, one job per evaluation set.
     jobs = evaluation_jobs(name, exp, args.config, _results_dir(args), args.eval)

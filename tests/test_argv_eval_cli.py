@@ -30,7 +30,7 @@ def test_eval_argvs_are_eval_only_runs_of_the_starting_model_and_of_the_final_sa
         assert _value(argv, "--num-rollout") == "0" and _value(argv, "--eval-interval") == "1"
     assert _value(train, "--num-rollout") == "3000"
     # Before training, the final evaluation is shown for the save a 3000-rollout run ends with (rollout id 2999).
-    assert _value(final, "--load") == str(tmp_path.resolve() / "glm-z1-9b-8xh100" / "run")
+    assert _value(final, "--load") == str(tmp_path.resolve() / "glm-z1-9b-8xh100" / "run" / "checkpoints")
     assert _value(final, "--ckpt-step") == "2999"
     assert "--ckpt-step" not in base
 
@@ -38,7 +38,8 @@ def test_eval_argvs_are_eval_only_runs_of_the_starting_model_and_of_the_final_sa
 def test_final_eval_argv_follows_the_checkpoint_done_json_names(capsys, tmp_path):
     done = tmp_path / "glm-z1-9b-8xh100" / "train" / "done.json"
     done.parent.mkdir(parents=True)
-    done.write_text(json.dumps({"final_checkpoint": str(tmp_path / "glm-z1-9b-8xh100" / "run" / "iter_0001499")}))
+    done.write_text(json.dumps({"final_checkpoint": str(tmp_path / "glm-z1-9b-8xh100" / "run" / "checkpoints" /
+                                                        "iter_0001499")}))
     assert _value(_argv(capsys, tmp_path, GLM, "--eval", "final"), "--ckpt-step") == "1499"
 
 

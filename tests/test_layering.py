@@ -38,6 +38,19 @@ def test_the_switch_pattern_catches_a_switch():
     assert SWITCH.search('if exp["engine"] == "miles":') and SWITCH.search("engine != 'local'")
 
 
+def test_the_schema_offers_exactly_the_registered_engines():
+    """An engine is its folder plus one registry line (mileage.engines) and its name in the schema's enum."""
+    import yaml
+
+    from mileage import engines
+
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
+    assert sorted(schema["$defs"]["experiment"]["properties"]["engine"]["enum"]) == sorted(engines.ENGINE_NAMES)
+    assert sorted(engines.ENGINE_NAMES) == sorted(ENGINE_NAMES)
+    for name in engines.ENGINE_NAMES:
+        assert engines.get_engine(name).name == name
+
+
 def test_no_rule_has_per_engine_twins():
     rules = re.findall(r"^rule (\w+):", "".join(f.read_text() for f in (REPO / "rules").glob("*.smk")), re.M)
     assert not [r for r in rules if r.endswith(tuple(f"_{e}" for e in ENGINE_NAMES))], rules

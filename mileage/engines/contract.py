@@ -211,6 +211,11 @@ class RunReader(ABC):
                     checkpoint: Checkpoint) -> tuple[str, int | None]:
         """(what the final evaluation loads, the engine's iteration number or None) for the final checkpoint."""
 
+    def expected_final_model(self, train: Mapping[str, Any], run_dir: Path) -> Path | None:
+        """What the final evaluation will load once a run of `rollout.num_rollout` rollouts has finished (before it
+        has: `mileage argv --eval final`); None where the engine cannot say."""
+        return None
+
 
 def _rollout_of(file: Path) -> int:
     return int(re.findall(r"\d+", file.stem)[-1])

@@ -62,6 +62,9 @@ def job_env(ray: Mapping[str, Any]) -> dict:
     return {"env_vars": env}
 
 
+FINAL_MODEL = "final_model"  # the run's final checkpoint, exported as a Hugging Face directory
+
+
 class LocalEngine(Engine):
     name = "local"
     env = "local"
@@ -134,5 +137,8 @@ class LocalEngine(Engine):
         return {r for r in range(num_rollout) if (r + 1) % interval == 0 or r == num_rollout - 1}
 
     def final_model(self, train, inputs, run_dir, checkpoint):
-        out = export_model(checkpoint.path, model_dir(inputs["model"]), run_dir / "final_model")
+        out = export_model(checkpoint.path, model_dir(inputs["model"]), run_dir / FINAL_MODEL)
         return absolute(out), None
+
+    def expected_final_model(self, train, run_dir):
+        return Path(run_dir) / FINAL_MODEL

@@ -307,3 +307,8 @@ class MilesEngine(Engine):
 
     def final_model(self, train, inputs, run_dir, checkpoint):
         return absolute(checkpoint.path), ckpt.iteration_of(checkpoint.path)  # the save's own number
+
+    def expected_final_model(self, train, run_dir):
+        # miles always saves after the last rollout; Megatron numbers a save by rollout id, FSDP by rollouts trained.
+        num_rollout = train["rollout"]["num_rollout"]
+        return ckpt.iter_dir(Path(run_dir) / "checkpoints", num_rollout if _backend(train) == "fsdp" else num_rollout - 1)
