@@ -76,7 +76,8 @@ if workflow.is_main_process:
 
 def emit(value):
     """Every rule's params reach Snakemake through here: canonical (mileage.keys.canonical: mappings sorted at every
-    depth), so rewriting the YAML with the same values in another order or style makes no job stale."""
+    depth), so rewriting the YAML with the same values in another order or style makes no job stale.
+    """
     if callable(value):
         return lambda w: canonical(value(w))
     return canonical(value)
