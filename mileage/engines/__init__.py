@@ -1,5 +1,6 @@
-"""The engines, by the name the config's `engine:` key gives. Each implements mileage.engines.contract.Engine;
-adding one means a module here and a value in the schema's `engine` enum."""
+"""The engines, by the name the config's `engine:` key gives. Each implements mileage.engines.contract.Engine in its
+own folder; adding one means that folder, a line here, its name in the schema's `engine` enum (tests/test_layering.py
+holds the two together) and its conda env in mileage.pins.ENV_FILES."""
 
 from __future__ import annotations
 

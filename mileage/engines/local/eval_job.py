@@ -7,23 +7,19 @@ the one eval-samples layout (`<work>/eval_samples/<dataset>/rollout_0.jsonl`, mi
 
 from __future__ import annotations
 
-import os
 import sys
+
+from mileage.engines.local.entrypoint import job_spec_argument
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m mileage.engines.local.eval_job SPEC_JSON", file=sys.stderr)
+    spec_path = job_spec_argument(argv, "mileage.engines.local.eval_job")
+    if spec_path is None:
         return 2
-    # Offline before transformers is imported: the local engine never talks to the hub.
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from mileage.engines.local.grpo import load_spec
     from mileage.engines.local.sampling import evaluate_model
 
-    spec = load_spec(argv[0])
+    spec = load_spec(spec_path)
     records = evaluate_model(spec.pop("model_path"), spec.pop("problems_path"), spec.pop("out_path"), **spec)
     mean = sum(r["reward"] for r in records) / max(len(records), 1)
     print(f"[mileage] {len(records)} samples, avg@k {mean:.3f}", flush=True)

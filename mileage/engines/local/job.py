@@ -8,23 +8,19 @@ checkpoint when there is one.
 
 from __future__ import annotations
 
-import os
 import sys
+
+from mileage.engines.local.entrypoint import job_spec_argument
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m mileage.engines.local.job SPEC_JSON", file=sys.stderr)
+    spec_path = job_spec_argument(argv, "mileage.engines.local.job")
+    if spec_path is None:
         return 2
-    # Offline before transformers/TRL are imported: the local engine never talks to the hub.
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from mileage.engines.local.console import route_output
     from mileage.engines.local.grpo import load_spec, run_grpo
 
-    spec = load_spec(argv[0])
+    spec = load_spec(spec_path)
     # Before TRL is imported: its warnings and log records to the details log, one line per rollout here.
     details = route_output(spec["run_dir"])
     print(f"[mileage] training {spec.get('experiment', '')}: one line per rollout; TRL's per-step metrics and "
