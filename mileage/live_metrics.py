@@ -38,7 +38,10 @@ def write_live(run_dir: str | os.PathLike, read_events: Callable, outdir: str | 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise LiveMetricsError(f"{run_dir}: no run directory yet (the training has not started)")
-    events = read_events(run_dir)
+    try:
+        events = read_events(run_dir)
+    except FileNotFoundError:  # the engine has not written its first event file yet
+        events = []
     if not events:
         raise LiveMetricsError(f"{run_dir}: the training has logged no metric yet")
     outdir = Path(outdir)

@@ -195,6 +195,8 @@ def run_status(name: str, exp: Mapping[str, Any], params: Mapping[str, Any], inp
     try:
         events, printed = read_quietly(engine.collect_events, run_dir)
         status.notes += printed
+    except FileNotFoundError:  # nothing logged yet
+        events = []
     except (OSError, ValueError) as err:
         events = []
         status.notes.append(f"cannot read the run's metric events: {err}")

@@ -45,8 +45,11 @@ def test_live_metrics_never_go_into_the_results_tree(tmp_path, capsys):
     assert "no run 'nope'" in capsys.readouterr().err
 
 
-def test_a_run_not_started_says_so(tmp_path):
+def test_a_run_not_started_or_without_a_metric_yet_says_so(tmp_path):
     with pytest.raises(LiveMetricsError, match="has not started"):
+        write_live(tmp_path / "run", get_engine("local").collect_events, tmp_path / "out")
+    (tmp_path / "run").mkdir()  # started, no events.jsonl yet
+    with pytest.raises(LiveMetricsError, match="no metric yet"):
         write_live(tmp_path / "run", get_engine("local").collect_events, tmp_path / "out")
 
 

@@ -72,6 +72,15 @@ def test_nothing_run_yet_is_not_started(tmp_path):
     assert not (tmp_path / "results").exists()  # status writes nothing
 
 
+def test_a_training_that_has_logged_nothing_yet_is_running_at_rollout_0(tmp_path):
+    config = write_config(tmp_path)
+    run = fake_training(config, "demo", rollouts=0)
+    assert not (run / "events.jsonl").exists()  # the engine writes it with its first metric
+    with run_dir_lock(run, "the training job"):
+        [demo] = statuses(config)
+    assert (demo.state, demo.rollout, demo.notes) == ("running", 0, [])
+
+
 def test_a_running_training_shows_progress_rate_eta_scores_and_checkpoint(tmp_path):
     config = write_config(tmp_path)
     run = fake_training(config, "demo", rollouts=10, evals={9: 0.625}, checkpoint_at=10)
