@@ -2,6 +2,10 @@
 # The rules wire; scripts/ unpack; the mileage library decides. See README.md and ../docs/contracts.md.
 
 
+# The landing page of `snakemake --report`: what the workflow is and its experiments.
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"

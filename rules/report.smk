@@ -6,6 +6,8 @@ rule report:
         summary=f"{R}/{{result}}/report/summary.json",
         metrics=f"{R}/{{result}}/metrics/rollout.tsv",
         sets=lambda w: list(set_summaries_of(w.result).values()),
+        # The report lists the figures drawn and its HTML page embeds them (snakemake --report resolves no path).
+        figures=f"{R}/{{result}}/report/figures",
     output:
         f"{R}/{{result}}/report/report.md",
         # The same report as one HTML page: Snakemake's report shows HTML inline, Markdown only as a download.
@@ -38,7 +40,9 @@ rule plots:
         ],
         # A single run's in-training eval records give its eval curve's error bars; seeds give a band instead.
         eval_samples=lambda w: (
-            [] if w.result in REPLICATED else [f"{R}/{w.result}/train/eval_samples.jsonl"]
+            []
+            if w.result in REPLICATED
+            else [f"{R}/{w.result}/train/eval_samples.jsonl"]
         ),
         sets=lambda w: list(set_summaries_of(w.result).values()),
     output:

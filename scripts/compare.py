@@ -3,5 +3,7 @@ from mileage.logs import logged
 from mileage.stages.report import compare
 
 with logged(snakemake.log[0]):
-    compare(snakemake.params.experiments, snakemake.output.scores, snakemake.output.figures,
-            snakemake.params.compare["plots"], snakemake.params.compare["eval_ks"], snakemake.params.compare["labels"])
+    params = snakemake.params.compare
+    compare(snakemake.params.experiments, snakemake.output.scores, snakemake.output.figures, params["plots"],
+            params["eval_ks"], params["labels"], sweeps=params["sweeps"], baseline=params["baseline"],
+            pairs=params["pairs"], changes=params["changes"])

@@ -83,26 +83,30 @@ def make_summary(with_final: bool = True) -> dict:
     return summary
 
 
-def test_eval_figure_is_labelled_with_the_in_training_eval_k_not_the_summary_k(tmp_path: Path, monkeypatch) -> None:
-    # summary.json's k (8) counts the final evaluation; the in-training eval sampled eval_k = 4 per prompt.
+def test_eval_figure_names_both_ks_when_the_in_training_k_differs_from_the_final_one(tmp_path: Path,
+                                                                                     monkeypatch) -> None:
+    # summary.json's k (8) counts the stand-alone evaluations; the in-training eval sampled eval_k = 4 per prompt.
     import json
 
-    import mileage.report.plots as plots_module
     from mileage.stages.report import figures
 
-    labels: dict[str, str] = {}
-    real_save = plots_module.save_figure
-
-    def capture(fig, outdir, name, formats):
-        labels[name] = fig.axes[0].get_ylabel()
-        return real_save(fig, outdir, name, formats)
-
-    monkeypatch.setattr(plots_module, "save_figure", capture)
+    captured = capture_figures(monkeypatch)
     write_full_metrics(tmp_path / "metrics")
-    (tmp_path / "summary.json").write_text(json.dumps(make_summary()), encoding="utf-8")
+    summary = make_summary()
+    summary["dataset"] = "aime"  # the in-training eval's dataset (eval/aime): its axis gets the stand-alone points
+    (tmp_path / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
     params = {"plots": {"formats": ["png"]}, "eval": {"n_samples_per_prompt": 4}}
     figures(str(tmp_path / "summary.json"), str(tmp_path / "metrics"), str(tmp_path / "figs"), params)
-    assert labels["eval"] == "avg@4"
+    eval_fig = captured["eval"]
+    assert eval_fig["ylabels"] == ["avg@k (%)"] and eval_fig["titles"] == ["aime"]
+    legend = eval_fig["legends"]
+    assert "in-training eval, avg@4" in legend
+    assert "base model, stand-alone eval, avg@8" in legend and "final checkpoint, stand-alone eval, avg@8" in legend
+    assert not eval_fig["overlaps"]
+    # The same k on both: one k on the axis.
+    params["eval"]["n_samples_per_prompt"] = 8
+    figures(str(tmp_path / "summary.json"), str(tmp_path / "metrics"), str(tmp_path / "figs2"), params)
+    assert captured["eval"]["ylabels"] == ["avg@8 (%)"]
 
 
 def test_training_figures_are_valid_pdf_and_png_of_column_width(tmp_path: Path) -> None:
@@ -119,8 +123,8 @@ def test_training_figures_are_valid_pdf_and_png_of_column_width(tmp_path: Path) 
             width, _ = png_size(path)
             # The four loss panels take two columns of a two-column paper (page_width_in); the others one.
             assert abs(width - (6.9 if path.stem == "loss" else 3.3) * 300) <= 1
-    # One-panel figures are height_in tall; no temp files are left behind.
-    assert abs(png_size(tmp_path / "out" / "reward.png")[1] - 2.4 * 300) <= 1
+    # One-panel figures are height_in tall plus the legend below the axes; no temp files are left behind.
+    assert 2.4 * 300 < png_size(tmp_path / "out" / "reward.png")[1] < 3.4 * 300
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
 
 
@@ -129,7 +133,8 @@ def test_style_sets_size_dpi_and_formats(tmp_path: Path) -> None:
     style = {"width_in": 3.0, "height_in": 2.0, "dpi": 100, "formats": ["png"]}
     written = plot_training(tmp_path / "metrics", tmp_path / "out", style)
     assert written and all(p.suffix == ".png" for p in written)
-    assert png_size(tmp_path / "out" / "reward.png") == pytest.approx((300, 200), abs=1)
+    width, height = png_size(tmp_path / "out" / "reward.png")
+    assert width == pytest.approx(300, abs=1) and height > 200  # the legend adds to the height, not the width
     assert not list((tmp_path / "out").glob("*.pdf"))
 
 
@@ -259,21 +264,45 @@ def test_tables_from_the_metrics_writer_plot(tmp_path: Path) -> None:
 
 # ---- figures a reader trusts ------------------------------------------------------------------------------------
 
+FIGURE_MODULES = ("mileage.report.plots", "mileage.report.curves", "mileage.report.forest",
+                  "mileage.report.sweep_figure", "mileage.report.comparison_figures")
+
+
 def capture_figures(monkeypatch) -> dict:
-    """Every figure saved, by name (the Figure, before it is closed)."""
-    import mileage.report.plots as plots_module
+    """Every figure saved, by name: what a reader sees of it, read off the Figure before it is closed. `overlaps`:
+    legends that cover part of an axes (a legend must sit off the data)."""
+    import importlib
 
     figures: dict = {}
-    real_save = plots_module.save_figure
 
-    def capture(fig, outdir, name, formats):
-        figures[name] = {"axes": [(ax.get_title() or ax.get_title("left"), ax.get_xlabel(), [line.get_xydata().copy() for line in ax.lines],
-                                   len(ax.collections)) for ax in fig.axes],
-                         "legends": [t.get_text() for lg in [*fig.legends, *[a.get_legend() for a in fig.axes]]
-                                     if lg is not None for t in lg.get_texts()]}
-        return real_save(fig, outdir, name, formats)
+    def capture(fig, outdir, name, formats, real):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        axes = [ax for ax in fig.axes if ax.get_visible()]
+        legends = [*fig.legends, *[a.get_legend() for a in axes if a.get_legend() is not None]]
+        boxes = [lg.get_window_extent(renderer) for lg in legends]
+        figures[name] = {
+            "axes": [(ax.get_title() or ax.get_title("left"), ax.get_xlabel(), [line.get_xydata().copy() for line in ax.lines],
+                      len(ax.collections)) for ax in axes],
+            "titles": [ax.get_title("left") or ax.get_title() for ax in axes],
+            "ylabels": [ax.get_ylabel() for ax in axes],
+            "xscales": [ax.get_xscale() for ax in axes],
+            "yticklabels": [[t.get_text() for t in ax.get_yticklabels()] for ax in axes],
+            "ylims": [ax.get_ylim() for ax in axes],
+            # Text as read: a label wrapped onto two lines reads as one.
+            "legends": [" ".join(t.get_text().split()) for lg in legends for t in lg.get_texts()]
+                       + [" ".join(lg.get_title().get_text().split()) for lg in legends if lg.get_title().get_text()],
+            "overlaps": [i for i, box in enumerate(boxes) for ax in axes if box.overlaps(ax.get_window_extent(renderer))],
+            "texts": [t.get_text() for ax in axes for t in ax.texts],
+            "size": (fig.get_figwidth(), fig.get_figheight()),
+        }
+        return real(fig, outdir, name, formats)
 
-    monkeypatch.setattr(plots_module, "save_figure", capture)
+    for module_name in FIGURE_MODULES:
+        module = importlib.import_module(module_name)
+        real = module.save_figure
+        monkeypatch.setattr(module, "save_figure", lambda fig, outdir, name, formats, real=real:
+                            capture(fig, outdir, name, formats, real))
     return figures
 
 
@@ -307,18 +336,23 @@ def test_the_eval_curve_starts_at_the_base_model_with_bootstrap_error_bars(tmp_p
     samples = [{"dataset": "aime", "rollout": r, "problem_id": f"p{p}", "reward": float((p + r) % 3 == 0)}
                for r in (0, 4, 8) for p in range(10) for _ in range(2)]
     plot_training(tmp_path / "metrics", tmp_path / "out", {"formats": ["png"]}, base={"aime": (0.05, 0.0, 0.12)},
-                  eval_samples=samples)
+                  final={"aime": (0.4, 0.3, 0.5)}, final_k=8, eval_k=2, eval_samples=samples)
     title, xlabel, lines, _ = figures["eval"]["axes"][0]
     curve = lines[0]
-    # The table has an eval at rollout 0 (kept), so the base model is its own hollow marker at step 0.
+    # The in-training eval's own points (rollout 0 logged too); the base model is its own hollow marker at step 0
+    # and the final checkpoint's at the last step (11, the last rollout logged).
     assert list(curve[:, 0]) == [0.0, 4.0, 8.0]
-    assert any(line.shape == (1, 2) and tuple(line[0]) == (0.0, 0.05) for line in lines)
-    assert "bootstrap" in title and "base model" in xlabel and "base model" in figures["eval"]["legends"]
-    # Without an eval at rollout 0, the curve itself starts at the base model.
+    points = {tuple(line[0]) for line in lines if line.shape == (1, 2)}
+    assert (0.0, 0.05) in points and (11.0, 0.4) in points
+    assert title == "aime" and "base model" in xlabel
+    assert "95% bootstrap CI over problems" in figures["eval"]["legends"]
+    assert figures["eval"]["yticklabels"][0][0] == "0" and figures["eval"]["ylims"][0][0] == 0.0  # percent, from 0
+    # Without an eval at rollout 0, the base model still marks step 0.
     write_tsv(tmp_path / "metrics" / "eval.tsv", ["eval/step", "eval/aime"], [[4, 0.2], [8, 0.3]])
     plot_training(tmp_path / "metrics", tmp_path / "out2", {"formats": ["png"]}, base={"aime": (0.05, 0.0, 0.12)})
-    curve = figures["eval"]["axes"][0][2][0]
-    assert [tuple(p) for p in curve] == [(0.0, 0.05), (4.0, 0.2), (8.0, 0.3)]
+    lines = figures["eval"]["axes"][0][2]
+    assert [tuple(p) for p in lines[0]] == [(4.0, 0.2), (8.0, 0.3)]
+    assert any(line.shape == (1, 2) and tuple(line[0]) == (0.0, 0.05) for line in lines)
 
 
 def test_seeds_draw_the_mean_with_a_labelled_across_seed_band(tmp_path: Path, monkeypatch) -> None:
@@ -336,6 +370,22 @@ def test_seeds_draw_the_mean_with_a_labelled_across_seed_band(tmp_path: Path, mo
     assert "95% CI across 3 seeds" in reward["legends"]
     mean_line = reward["axes"][0][2][0]
     assert mean_line[:, 1] == pytest.approx([0.1 * i + 0.05 for i in range(6)])
+
+
+def test_two_seeds_draw_their_range_not_a_student_t_interval(tmp_path: Path, monkeypatch) -> None:
+    figures = capture_figures(monkeypatch)
+    dirs = []
+    for seed in range(2):
+        metrics = tmp_path / f"seed{seed}"
+        write_tsv(metrics / "rollout.tsv", ["rollout/step", "rollout/raw_reward"], [[i, 0.1 * seed] for i in range(4)])
+        dirs.append(str(metrics))
+    from mileage.report.plots import across_seeds, read_metric_table
+
+    stats = across_seeds([read_metric_table(Path(d) / "rollout.tsv").set_index("rollout/step")["rollout/raw_reward"]
+                          for d in dirs])
+    assert stats["low"].tolist() == pytest.approx([0.0] * 4) and stats["high"].tolist() == pytest.approx([0.1] * 4)
+    plot_training(dirs, tmp_path / "out", {"formats": ["png"], "smoothing": 0.0})
+    assert "range of 2 seeds (too few for a CI)" in figures["reward"]["legends"]
 
 
 def test_seed_figures_and_the_final_scores_figure_are_byte_stable(tmp_path: Path) -> None:
@@ -372,3 +422,39 @@ def test_every_experiment_keeps_its_colour(tmp_path: Path, monkeypatch) -> None:
     write_full_metrics(tmp_path / "metrics")
     plot_training(tmp_path / "metrics", tmp_path / "out", {"formats": ["png"]}, color_index=2)
     assert seen and set(seen) == {experiment_color(style, 2)}
+
+
+def test_loss_panels_have_y_labels_with_units_and_a_key_to_their_lines(tmp_path: Path, monkeypatch) -> None:
+    figures = capture_figures(monkeypatch)
+    write_full_metrics(tmp_path / "metrics")
+    plot_training(tmp_path / "metrics", tmp_path / "out", {"formats": ["png"]})
+    loss = figures["loss"]
+    assert loss["ylabels"] == ["policy loss (per token)", "KL to reference (nats/token)", "entropy (nats/token)",
+                               "gradient L2 norm"]
+    assert loss["legends"] == ["thin: raw, per step", "thick: EMA, smoothing 0.6"]
+
+
+def test_every_figure_keeps_its_legend_off_the_data_and_scores_in_percent(tmp_path: Path, monkeypatch) -> None:
+    from mileage.report.plots import final_score_points, plot_final_scores
+
+    figures = capture_figures(monkeypatch)
+    write_full_metrics(tmp_path / "metrics")
+    samples = [{"dataset": "aime", "rollout": r, "problem_id": f"p{p}", "reward": float(p % 2)}
+               for r in (0, 4, 8) for p in range(6)]
+    plot_training(tmp_path / "metrics", tmp_path / "out", {"formats": ["png"]}, base={"aime": (0.1, 0.0, 0.2)},
+                  final={"aime": (0.5, 0.4, 0.6)}, final_k=8, eval_k=4, eval_samples=samples)
+    plot_summary(make_summary(), tmp_path / "out", {"formats": ["png"]})
+    entries = [("base model", "0.55", final_score_points(make_summary(), "base")),
+               ("final checkpoint", (0.1, 0.4, 0.7), final_score_points(make_summary()))]
+    plot_final_scores(entries, tmp_path / "out", {"formats": ["png"]}, dataset="arith-eval")
+    assert set(figures) == {*TRAINING_FIGURES, "pass_at_k", "final_scores"}
+    for name, figure in figures.items():
+        assert figure["legends"], f"{name}: no legend"
+        assert not figure["overlaps"], f"{name}: a legend covers an axes"
+    for name in ("eval", "pass_at_k", "final_scores"):  # scores as the tables print them: percent, from 0
+        ticks = [t for t in figures[name]["yticklabels"][0] if t]
+        assert ticks[0] == "0" and float(ticks[-1].replace("−", "-")) > 1, (name, ticks)
+        assert figures[name]["ylims"][0][0] == 0.0 and figures[name]["ylims"][0][1] <= 1.02
+        assert figures[name]["ylabels"][0].endswith("(%)")
+    assert figures["pass_at_k"]["titles"] == ["arith-eval"] and figures["final_scores"]["titles"] == ["arith-eval"]
+

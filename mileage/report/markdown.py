@@ -382,28 +382,11 @@ def latex_tables(summary: dict[str, Any], title: str) -> dict[str, str]:
 
 
 def report_html(markdown_text: str, base_dir: Path, title: str) -> str:
-    """The report as one self-contained HTML page (figures inlined as data URIs): Snakemake's report shows HTML
-    inline, Markdown only as a download."""
-    import base64
-    import html
-    import re
+    """The report as one self-contained HTML page (mileage.report.html: figures and linked files inlined as data
+    URIs): Snakemake's report shows HTML inline, Markdown only as a download."""
+    from mileage.report.html import html_page
 
-    import markdown
-
-    body = markdown.markdown(markdown_text, extensions=["tables"])
-
-    def inline(match: re.Match) -> str:
-        path = base_dir / html.unescape(match.group(1))
-        if not path.is_file():
-            return match.group(0)
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        return f'src="data:image/png;base64,{data}"'
-
-    body = re.sub(r'src="([^"]+\.png)"', inline, body)
-    style = ("body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
+    return html_page(markdown_text, base_dir, title)
 
 
 def write_report(

@@ -27,9 +27,11 @@ from mileage.metrics.tables import MetricTableError, load_table
 from mileage.report.style import (
     apply_style,
     is_number,
+    legend_outside,
     new_figure,
     palette_colors,
     save_figure,
+    score_axis,
     smooth,
 )
 
@@ -43,12 +45,13 @@ STEP_KEYS: dict[str, str] = {
     "eval": "eval/step",
 }
 
-# miles logs the policy's entropy as train/entropy_loss: the panel says what it shows.
-LOSS_PANELS: tuple[tuple[str, str], ...] = (
-    ("train/loss", "loss"),
-    ("train/kl_loss", "KL loss"),
-    ("train/entropy_loss", "entropy"),
-    ("train/grad_norm", "grad norm"),
+# miles logs the policy's entropy as train/entropy_loss: the panel says what it shows. (column, title, y label):
+# losses and entropy are per-token means (natural log, so nats); the gradient norm is the global L2 norm.
+LOSS_PANELS: tuple[tuple[str, str, str], ...] = (
+    ("train/loss", "loss", "policy loss (per token)"),
+    ("train/kl_loss", "KL loss", "KL to reference (nats/token)"),
+    ("train/entropy_loss", "entropy", "entropy (nats/token)"),
+    ("train/grad_norm", "grad norm", "gradient L2 norm"),
 )
 # A loss panel whose |value| stays below this is not drawn (it would show float noise at a 1e-8 scale).
 NUMERICALLY_ZERO = 1e-6
@@ -131,19 +134,29 @@ def draw_raw_and_smoothed(
 
 
 def across_seeds(series: list[pd.Series]) -> pd.DataFrame:
-    """Per step: `mean`, `low`, `high` (95% Student-t interval across the seeds that logged the step; NaN with one)
-    and `n` (how many seeds logged it)."""
+    """Per step: `mean`, `low`, `high` and `n` (how many seeds logged the step). From three seeds on, low and high
+    are the 95% Student-t interval across the seeds; two seeds are too few for one (a t with one degree of freedom
+    spans 12.7 standard errors), so their band is the range of the two (band_label says which); one: NaN."""
     frame = pd.concat(series, axis=1)
     n = frame.notna().sum(axis=1)
     mean = frame.mean(axis=1)
     sem = frame.std(axis=1, ddof=1) / np.sqrt(n)
     half = pd.Series(scipy.stats.t.ppf(0.975, np.maximum(n - 1, 1)), index=frame.index) * sem
-    half[n < 2] = np.nan
-    return pd.DataFrame({"mean": mean, "low": mean - half, "high": mean + half, "n": n}).sort_index()
+    low, high = mean - half, mean + half
+    two = n == 2
+    low[two], high[two] = frame.min(axis=1)[two], frame.max(axis=1)[two]
+    low[n < 2], high[n < 2] = np.nan, np.nan
+    return pd.DataFrame({"mean": mean, "low": low, "high": high, "n": n}).sort_index()
 
 
-def band_label(n_seeds: int) -> str:
-    return f"95% CI across {n_seeds} seeds"
+def band_label(n_seeds: int | set[int]) -> str:
+    """What an across-seed band is (across_seeds) for `n_seeds`, or for experiments with these seed counts."""
+    counts = {n for n in ({n_seeds} if isinstance(n_seeds, int) else n_seeds) if n > 1}
+    if counts and min(counts) > 2:
+        return f"95% CI across {counts.pop()} seeds" if len(counts) == 1 else "95% CI across seeds"
+    if counts == {2}:
+        return "range of 2 seeds (too few for a CI)"
+    return "95% CI across seeds (the range where 2 seeds)"
 
 
 def draw_curve(ax: Axes, series: list[pd.Series], style: dict[str, Any], color: Any, label: str | None = None,
@@ -181,31 +194,39 @@ def _series(runs: list[dict[str, pd.DataFrame]], kind: str, column: str) -> list
     return [s for s in (metric_series(tables[kind], column) for tables in runs) if not s.empty]
 
 
-def _band_legend(ax: Axes, color: Any, n_seeds: int) -> None:
-    """The axes' legend with the band's entry added: what the band is (the across-seed interval)."""
+def _band_handle(color: Any) -> Any:
     from matplotlib.patches import Patch
 
-    handles, labels = ax.get_legend_handles_labels()
-    handles.append(Patch(facecolor=color, alpha=0.22, linewidth=0))
-    labels.append(band_label(n_seeds))
-    ax.legend(handles, labels, loc="best")
+    return Patch(facecolor=color, alpha=0.22, linewidth=0)
 
 
-def plot_reward(runs: list[dict[str, pd.DataFrame]], outdir: Path, style: dict[str, Any], color: Any) -> list[Path]:
+def curve_key(series: list[pd.Series], style: dict[str, Any], color: Any) -> tuple[list[Any], list[str]]:
+    """Legend entries that say what the lines of draw_curve are: thin raw and thick smoothed for one run, the mean
+    and its across-seed band for several."""
+    from matplotlib.lines import Line2D
+
+    ema = f"EMA, smoothing {style['smoothing']:g}" if style["smoothing"] > 0 else "no smoothing"
+    if len([s for s in series if not s.empty]) > 1:
+        n = len([s for s in series if not s.empty])
+        return ([Line2D([], [], color=color, linewidth=1.4), _band_handle(color)],
+                [f"mean of {n} seeds ({ema})", band_label(n)])
+    return ([Line2D([], [], color=color, linewidth=0.6, alpha=0.35), Line2D([], [], color=color, linewidth=1.4)],
+            ["thin: raw, per step", f"thick: {ema}"])
+
+
+def plot_reward(runs: list[dict[str, pd.DataFrame]], outdir: Path, style: dict[str, Any], color: Any,
+                dataset: str | None = None) -> list[Path]:
     series = _series(runs, "rollout", "rollout/raw_reward")
     if not series:
         return _skip("reward", "rollout/raw_reward not logged")
     fig, ax = new_figure(style)
-    if len(series) == 1:
-        draw_curve(ax, series, style, color, label=f"smoothed (EMA {style['smoothing']:g})")
-        ax.plot([], [], color=color, linewidth=0.6, alpha=0.35, label="raw")
-        ax.legend(loc="best")
-    else:
-        draw_curve(ax, series, style, color, label=f"mean of {len(series)} seeds (EMA {style['smoothing']:g})")
-        _band_legend(ax, color, len(series))
+    draw_curve(ax, series, style, color)
     ax.set_xlabel("rollout")
-    ax.set_ylabel("reward (mean)")
+    ax.set_ylabel("reward (mean over samples)")
+    if dataset:
+        ax.set_title(f"training set {dataset}", loc="left")
     _integer_steps(ax)
+    legend_outside(fig, *curve_key(series, style, color))
     return save_figure(fig, outdir, "reward", style["formats"])
 
 
@@ -226,103 +247,84 @@ def eval_intervals(samples: list[dict], n_boot: int = 1000, seed: int = 0) -> di
     return out
 
 
-_EVAL_MARKERS = ("o", "s", "^", "D")
-_EVAL_LINESTYLES = ("-", "--", ":", "-.")
+def last_step(runs: list[dict[str, pd.DataFrame]]) -> float | None:
+    """The last rollout any table of the runs logged: where the final checkpoint sits on a curve's step axis."""
+    steps = [float(t[kind].iloc[:, 0].max()) for t in runs for kind in ("rollout", "eval")
+             if len(t[kind].columns) and len(t[kind])]
+    return max(steps) if steps else None
+
+
+def eval_panels(runs: list[dict[str, pd.DataFrame]], color: Any, eval_k: int | None,
+                base: dict[str, tuple] | None = None, final: dict[str, tuple] | None = None,
+                final_k: int | dict[str, int] | None = None, intervals: dict[str, dict[int, tuple]] | None = None,
+                label: str | None = None) -> dict[str, Any]:
+    """{dataset: EvalCurve} of one experiment: its in-training eval per dataset with the stand-alone base and final
+    evaluations of that dataset (`base`, `final`: {dataset: (value, low, high)}; their k `final_k`, one or per
+    dataset). A dataset evaluated only stand-alone still gets its axis (base and final points)."""
+    from mileage.report.curves import EvalCurve
+
+    columns = sorted({c for tables in runs for c in eval_score_columns(tables["eval"])})
+    datasets = [c.removeprefix("eval/") for c in columns]
+    datasets += [d for d in dict.fromkeys([*(base or {}), *(final or {})]) if d not in datasets]
+    end = last_step(runs)
+    return {dataset: EvalCurve(color=color, series=_series(runs, "eval", f"eval/{dataset}"), k=eval_k,
+                               base=(base or {}).get(dataset), final=(final or {}).get(dataset),
+                               final_k=final_k.get(dataset) if isinstance(final_k, dict) else final_k,
+                               final_step=end, intervals=(intervals or {}).get(dataset, {}), label=label)
+            for dataset in datasets}
 
 
 def plot_eval(runs: list[dict[str, pd.DataFrame]], outdir: Path, style: dict[str, Any], eval_k: int | None,
               color: Any, base: dict[str, tuple] | None = None,
-              intervals: dict[str, dict[int, tuple]] | None = None) -> list[Path]:
-    """The in-training eval score per dataset in the experiment's colour (datasets by marker and line style), from
-    the base model at step 0 (`base`: {dataset: (value, low, high)}, its stand-alone evaluation). Error bars: one
-    run's 95% bootstrap interval over problems (`intervals`), or the 95% interval across seeds."""
-    columns = sorted({c for tables in runs for c in eval_score_columns(tables["eval"])})
-    if not columns:
+              intervals: dict[str, dict[int, tuple]] | None = None, final: dict[str, tuple] | None = None,
+              final_k: int | dict[str, int] | None = None) -> list[Path]:
+    """The learning curve (mileage.report.curves): in-training avg@`eval_k` per dataset in the experiment's colour,
+    the stand-alone base (step 0) and final evaluations (avg@`final_k`) as hollow markers. Error bars: one run's 95%
+    bootstrap interval over problems (`intervals`); seeds: a band of the 95% interval across seeds."""
+    from mileage.report.curves import plot_learning_curves
+
+    if not any(eval_score_columns(tables["eval"]) for tables in runs):
         return _skip("eval", "no eval/<dataset> column logged")
-    base = base or {}
-    fig, ax = new_figure(style)
-    n_seeds = len(runs)
-    for i, column in enumerate(columns):
-        dataset = column.removeprefix("eval/")
-        series = _series(runs, "eval", column)
-        if len(series) == 1:
-            points = series[0]
-            got = (intervals or {}).get(dataset, {})
-            low = pd.Series({s: got[int(s)][1] for s in points.index if int(s) in got}, dtype=float)
-            high = pd.Series({s: got[int(s)][2] for s in points.index if int(s) in got}, dtype=float)
-            stats = pd.DataFrame({"mean": points, "low": low.reindex(points.index), "high": high.reindex(points.index)})
-        else:
-            stats = across_seeds(series)
-        base_row = None
-        if dataset in base:
-            value, lo, hi = base[dataset]
-            base_row = pd.DataFrame({"mean": [value], "low": [lo], "high": [hi]}, index=[0.0])
-            if 0.0 not in stats.index:  # the curve starts at the base model (miles may log its own eval 0 there)
-                stats = pd.concat([base_row, stats]).sort_index()
-        marker = _EVAL_MARKERS[i % 4]
-        label = dataset if len(columns) > 1 else None
-        _error_line(ax, stats, color=color, marker=marker, markersize=3, linewidth=1.2,
-                    linestyle=_EVAL_LINESTYLES[i % 4], label=label)
-        if base_row is not None:  # the base model's own marker, hollow: its stand-alone evaluation
-            _error_line(ax, base_row, color=color, marker=marker, markersize=4.5, markerfacecolor="white",
-                        linestyle="none", label="base model" if i == 0 else None)
-    ax.set_xlabel("rollout (0 = base model)" if base else "rollout")
-    ax.set_ylabel(f"avg@{eval_k}" if eval_k else "avg@k")
-    _integer_steps(ax)
-    what = f"95% CI across {n_seeds} seeds" if n_seeds > 1 else "95% bootstrap CI over problems"
-    ax.set_title(f"error bars: {what}", fontsize=matplotlib.rcParams["legend.fontsize"], loc="left")
-    if len(columns) > 1 or base:
-        ax.legend(loc="best", title="dataset" if len(columns) > 1 else None)
-    return save_figure(fig, outdir, "eval", style["formats"])
+    panels = eval_panels(runs, color, eval_k, base, final, final_k, intervals)
+    return plot_learning_curves({dataset: [curve] for dataset, curve in panels.items()}, outdir, style)
 
 
-def _error_line(ax: Axes, stats: pd.DataFrame, **kwargs: Any) -> None:
-    """`stats` (mean, low, high by step) as a line with error bars; a missing interval draws no bar."""
-    x = stats.index.to_numpy(dtype=float)
-    y = stats["mean"].to_numpy(dtype=float)
-    err = np.array([y - stats["low"].to_numpy(dtype=float), stats["high"].to_numpy(dtype=float) - y])
-    err = np.nan_to_num(err, nan=0.0).clip(min=0)
-    ax.errorbar(x, y, yerr=err, capsize=2, elinewidth=0.8, **kwargs)
-
-
-def loss_panels(runs: list[dict[str, pd.DataFrame]]) -> list[tuple[str, str]]:
+def loss_panels(runs: list[dict[str, pd.DataFrame]]) -> list[tuple[str, str, str]]:
     """The panels worth drawing: logged, and for a loss not numerically zero throughout (an on-policy GRPO loss
     is ~1e-8 by construction; a KL loss at coefficient 0 is 0)."""
     panels = []
-    for column, title in LOSS_PANELS:
+    for column, title, ylabel in LOSS_PANELS:
         series = _series(runs, "train", column)
         if not series:
             continue
         if column in ZERO_CHECKED and all((s.abs() < NUMERICALLY_ZERO).all() for s in series):
             log.info("panel %r of figure 'loss' left out: |%s| < %g throughout", title, column, NUMERICALLY_ZERO)
             continue
-        panels.append((column, title))
+        panels.append((column, title, ylabel))
     return panels
 
 
 def plot_loss(runs: list[dict[str, pd.DataFrame]], outdir: Path, style: dict[str, Any], color: Any) -> list[Path]:
     panels = loss_panels(runs)
     if not panels:
-        return _skip("loss", "none of " + ", ".join(c for c, _ in LOSS_PANELS) + " logged (or all numerically 0)")
+        return _skip("loss", "none of " + ", ".join(c for c, *_ in LOSS_PANELS) + " logged (or all numerically 0)")
     ncols = 1 if len(panels) == 1 else 2
     nrows = math.ceil(len(panels) / ncols)
     wide = {**style, "width_in": style["page_width_in"]} if ncols == 2 else style
-    fig, axes = new_figure(wide, nrows=nrows, ncols=ncols, height_scale=0.8 * nrows if nrows > 1 else 1.0,
+    fig, axes = new_figure(wide, nrows=nrows, ncols=ncols, height_scale=0.85 * nrows if nrows > 1 else 1.0,
                            sharex=False, squeeze=False)
-    band = False
-    for ax, (column, title) in zip(axes.flat, panels):
-        band |= draw_curve(ax, _series(runs, "train", column), style, color)
-        ax.set_title(title)
+    for ax, (column, title, ylabel) in zip(axes.flat, panels):
+        draw_curve(ax, _series(runs, "train", column), style, color)
+        ax.set_title(title, loc="left")
+        ax.set_ylabel(ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
         ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
     for ax in list(axes.flat)[len(panels):]:
         ax.remove()  # an odd number of panels: no empty axes
     for ax in axes[-1]:
         ax.set_xlabel("train step")
-    if band:
-        from matplotlib.patches import Patch
-
-        fig.legend([Patch(facecolor=color, alpha=0.22, linewidth=0)], [band_label(len(runs))], loc="outside lower center")
+    first = _series(runs, "train", panels[0][0])
+    legend_outside(fig, *curve_key(first, style, color))
     return save_figure(fig, outdir, "loss", style["formats"])
 
 
@@ -332,11 +334,11 @@ def plot_response_length(runs: list[dict[str, pd.DataFrame]], outdir: Path, styl
     if not series:
         return _skip("response_length", "rollout/response_lengths not logged")
     fig, ax = new_figure(style)
-    if draw_curve(ax, series, style, color, label=f"mean of {len(series)} seeds"):
-        _band_legend(ax, color, len(series))
+    draw_curve(ax, series, style, color)
     ax.set_xlabel("rollout")
-    ax.set_ylabel("response length (tokens)")
+    ax.set_ylabel("response length (tokens, mean)")
     _integer_steps(ax)
+    legend_outside(fig, *curve_key(series, style, color))
     return save_figure(fig, outdir, "response_length", style["formats"])
 
 
@@ -389,14 +391,18 @@ def plot_training(
     color_index: int = 0,
     base: dict[str, tuple] | None = None,
     eval_samples: list[dict] | None = None,
+    final: dict[str, tuple] | None = None,
+    final_k: int | dict[str, int] | None = None,
+    train_dataset: str | None = None,
 ) -> list[Path]:
     """Write reward, eval, loss, response_length and step_time figures; returns the files written.
 
     `metrics_dir`: one run's metrics directory, or a list of them (replicate seeds: curves are the mean with a
-    band of the 95% interval across seeds). `eval_k` (samples per eval prompt) labels the eval axis as avg@k;
-    `base` ({dataset: (value, low, high)}) starts the eval curve at step 0; `eval_samples` (one run's in-training
-    eval records) give its error bars. Figures whose metrics were never logged are skipped, so an empty run gives
-    an empty list.
+    band of the 95% interval across seeds). `eval_k` (samples per in-training eval prompt) labels the eval
+    curve as avg@k; `base` and `final` ({dataset: (value, low, high)}, the stand-alone evaluations, avg@`final_k`)
+    are its points at step 0 and at the last step; `eval_samples` (one run's in-training eval records) give its
+    error bars; `train_dataset` names the reward figure's data. Figures whose metrics were never logged are
+    skipped, so an empty run gives an empty list.
     """
     resolved = apply_style(style)
     color = experiment_color(resolved, color_index)
@@ -405,15 +411,13 @@ def plot_training(
     intervals = eval_intervals(eval_samples) if eval_samples and len(runs) == 1 else None
     outdir = Path(outdir)
     written: list[Path] = []
-    written += plot_reward(runs, outdir, resolved, color)
-    written += plot_eval(runs, outdir, resolved, eval_k, color, base=base, intervals=intervals)
+    written += plot_reward(runs, outdir, resolved, color, dataset=train_dataset)
+    written += plot_eval(runs, outdir, resolved, eval_k, color, base=base, intervals=intervals, final=final,
+                         final_k=final_k)
     written += plot_loss(runs, outdir, resolved, color)
     written += plot_response_length(runs, outdir, resolved, color)
     written += plot_step_time(runs, outdir, resolved, color)
     return written
-
-
-# ---------------------------------------------------------------------------------------------- summary
 
 
 def check_summary(summary: Any, source: str = "summary") -> dict[str, Any]:
@@ -467,8 +471,8 @@ def plot_summary(
     summary: dict[str, Any], outdir: str | os.PathLike, style: dict[str, Any] | None = None, color_index: int = 0,
     name: str = "pass_at_k",
 ) -> list[Path]:
-    """Write `<name>.<fmt>` (pass_at_k): base (grey) vs final (the experiment's colour) unbiased pass@k over k with
-    their 95% intervals as error bars."""
+    """Write `<name>.<fmt>` (pass_at_k): base (grey) vs final (the experiment's colour) unbiased pass@k (percent)
+    over k with their 95% intervals as error bars, titled with the dataset."""
     check_summary(summary)
     resolved = apply_style(style)
     colors = ["0.55", experiment_color(resolved, color_index)]
@@ -483,7 +487,7 @@ def plot_summary(
         values = np.array([p[1] for p in points])
         errors = np.array([[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]).clip(min=0)
         ax.errorbar(ks, values, yerr=errors, color=color, marker="o", markersize=3, linewidth=1.2,
-                    capsize=2, elinewidth=0.8, label=side)
+                    capsize=2, elinewidth=0.8, label=_SIDE_LABELS[side])
         all_k.update(int(k) for k in ks)
     ks_sorted = sorted(all_k)
     if len(ks_sorted) > 1 and ks_sorted[-1] / ks_sorted[0] >= 8:
@@ -492,19 +496,25 @@ def plot_summary(
     ax.set_xticklabels([str(k) for k in (ks_sorted if len(ks_sorted) <= 8 else _thin_ticks(ks_sorted))])
     ax.minorticks_off()
     ax.set_xlabel("k (samples per problem)")
-    ax.set_ylabel("pass@k")
-    ax.legend(loc="best", title=_interval_note(summary))
+    ax.set_ylabel("pass@k (%)")
+    ax.set_title(f"{summary['dataset']}", loc="left")
+    score_axis(ax)
+    handles, labels = ax.get_legend_handles_labels()
+    legend_outside(fig, handles, labels, title=f"error bars: {_interval_note(summary)}")
     return save_figure(fig, Path(outdir), name, resolved["formats"])
+
+
+_SIDE_LABELS = {"base": "base model", "final": "final checkpoint"}
 
 
 def _interval_note(summary: dict[str, Any]) -> str:
     seeds = summary.get("seeds")
-    return f"95% CI across {len(seeds)} seeds" if seeds and len(seeds) > 1 else "95% bootstrap CI"
+    return f"95% CI across {len(seeds)} seeds" if seeds and len(seeds) > 1 else "95% bootstrap CI over problems"
 
 
 def final_score_points(summary: dict[str, Any], side: str = "final") -> list[tuple[str, float, float | None, float | None]]:
-    """(metric, value, low, high) of the headline metrics (mileage.evaluation.stats.headline_metrics: avg@k, pass@1,
-    pass@k, maj@k, answer_avg@k, format@k) that one side of a summary has."""
+    """(metric, value, low, high) of the headline metrics (mileage.evaluation.stats.headline_metrics) that one side
+    of a summary has."""
     from mileage.evaluation.stats import headline_metrics
 
     out = []
@@ -519,9 +529,10 @@ def final_score_points(summary: dict[str, Any], side: str = "final") -> list[tup
 
 def plot_final_scores(entries: list[tuple[str, Any, list[tuple[str, float, Any, Any]]]], outdir: str | os.PathLike,
                       style: dict[str, Any] | None = None, name: str = "final_scores",
-                      note: str = "95% CI") -> list[Path]:
-    """Estimate and interval per entry and metric: `entries` are (label, colour, final_score_points(...)), one
-    group of points per metric along x, one colour per entry (an experiment, or base and final of one)."""
+                      note: str = "95% CI", dataset: str | None = None) -> list[Path]:
+    """Estimate and interval (percent, as the tables) per entry and metric: `entries` are (label, colour,
+    final_score_points(...)), one group of points per metric along x, one colour per entry (an experiment, or
+    base and final of one). The legend sits below the axes; `dataset` titles the figure."""
     resolved = apply_style(style)
     entries = [e for e in entries if e[2]]
     if not entries:
@@ -540,9 +551,13 @@ def plot_final_scores(entries: list[tuple[str, Any, list[tuple[str, float, Any, 
     ax.set_xticks(range(len(metrics)))
     ax.set_xticklabels(metrics)
     ax.set_xlim(-0.5, len(metrics) - 0.5)
-    ax.set_ylabel("score")
+    ax.set_ylabel("score (%)")
+    if dataset:
+        ax.set_title(dataset, loc="left")
     ax.grid(False, axis="x")
-    ax.legend(loc="best", title=f"error bars: {note}")
+    score_axis(ax)
+    handles, labels = ax.get_legend_handles_labels()
+    legend_outside(fig, handles, labels, title=f"error bars: {note}")
     return save_figure(fig, Path(outdir), name, resolved["formats"])
 
 

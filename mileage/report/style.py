@@ -32,6 +32,8 @@ matplotlib.use("Agg")  # no display on cluster nodes; must precede pyplot
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.ticker import PercentFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -192,6 +194,46 @@ def save_figure(fig: plt.Figure, outdir: str | os.PathLike, name: str, formats: 
     finally:
         plt.close(fig)
     return written
+
+
+def score_axis(ax: Axes, axis: str = "y") -> None:
+    """A score axis in percent, as the tables print scores: values stay fractions, ticks read 0-100, and the axis
+    starts at 0 and ends at or below 100 (no zoom that makes a 5-point gap look like the whole range)."""
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(PercentFormatter(xmax=1.0, symbol=""))
+    low, high = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    top = min(high, 1.0) if high > 0 else 1.0
+    # Room for a marker at 100 so it is not cut in half by the frame.
+    top = 1.02 if top >= 0.999 else top
+    (ax.set_ylim if axis == "y" else ax.set_xlim)(0.0, top)
+
+
+def legend_outside(fig: plt.Figure, handles: Sequence[Any], labels: Sequence[str], title: str | None = None,
+                   where: str = "lower") -> Any:
+    """A figure legend above (`where="upper"`) or below (`"lower"`) the axes, never on the data: constrained
+    layout makes room for it, and the figure grows by the legend's height so the plot keeps its size. As many
+    columns as the labels' widths fit in the figure's width; a label wider than the figure is wrapped onto several
+    lines rather than cut at the figure's edge."""
+    import textwrap
+
+    if not handles:
+        return None
+    size = matplotlib.rcParams["legend.fontsize"]
+    font_pt = float(size) if isinstance(size, (int, float)) else MIN_FONT_PT
+    char_pt, handle_pt = 0.56 * font_pt, 4.0 * font_pt  # DejaVu Sans averages ~0.56 em per character
+    width_pt = fig.get_figwidth() * 72.0 - 8.0
+    fits = max(12, int((width_pt - handle_pt) // char_pt))
+    labels = [textwrap.fill(label, fits) if len(label) > fits else label for label in labels]
+    widest = max(len(line) for label in labels for line in label.splitlines()) * char_pt + handle_pt
+    ncols = max(1, min(len(handles), int(width_pt // widest)))
+    if title and len(title) > fits:
+        title = textwrap.fill(title, fits)
+    legend = fig.legend(handles, labels, loc=f"outside {where} center", ncols=ncols, title=title,
+                        handlelength=1.6, columnspacing=1.2)
+    # The figure grows by the legend's height, so the axes keep the size the style gives them.
+    height = legend.get_window_extent(renderer=fig.canvas.get_renderer()).height / fig.dpi
+    fig.set_figheight(fig.get_figheight() + height + 0.05)
+    return legend
 
 
 def is_number(value: Any) -> bool:

@@ -25,18 +25,25 @@ def report(summary: str, metrics_dir: str, out: str, params: dict, set_summaries
     """`params`: the report rule's keys (mileage.keys); an empty title means "<label or experiment> on <eval dataset>".
     `set_summaries`: {name: summary.json} of the other evaluation sets (data.extra_eval), a section each."""
     title = params["report"]["title"] or f"{params['label'] or params['name']} on {params['data']['eval']['name']}"
-    figures = [f"figures/{name}.png" for name in FIGURES if "png" in params["plots"]["formats"]]
+    # Every format of the figures the plots rule drew (a figure whose metric was never logged is not there): the
+    # PNG shown, the others (PDF) linked beside it.
+    figures = [str(Path(out).parent / "figures" / f"{name}.{fmt}") for name in FIGURES
+               for fmt in params["plots"]["formats"]]
     data = load_summary(summary)
-    write_report(data, metrics_dir, out, [str(Path(out).parent / f) for f in figures], title)
-    note, sets = replicates_note(data), eval_sets_section(set_summaries or {}, params["plots"]["formats"])
+    write_report(data, metrics_dir, out, [f for f in figures if Path(f).is_file()], title)
+    note, sets = replicates_note(data), eval_sets_section(set_summaries or {}, Path(out).parent / "figures")
     if note or sets:
         from mileage.atomic import write_text
+        from mileage.report.markdown import report_html
 
         text = Path(out).read_text(encoding="utf-8")
         if note:  # under the header, before the first section
             head, sep, rest = text.partition("\n## ")
             text = head.rstrip("\n") + "\n\n" + "\n".join(note) + "\n" + sep + rest
-        write_text(out, text.rstrip("\n") + "\n" + "\n".join(sets) + ("\n" if sets else ""))
+        text = text.rstrip("\n") + "\n" + "\n".join(sets) + ("\n" if sets else "")
+        # The HTML page (what `snakemake --report` shows) carries the same sections; the Markdown, the output, last.
+        write_text(Path(out).with_suffix(".html"), report_html(text, Path(out).parent, title))
+        write_text(out, text)
 
 
 def replicates_note(summary: dict) -> list[str]:
@@ -54,14 +61,15 @@ def replicates_note(summary: dict) -> list[str]:
     ]
 
 
-def eval_sets_section(set_summaries: dict, formats: list) -> list[str]:
+def eval_sets_section(set_summaries: dict, figures_dir: Path) -> list[str]:
+    """A section per other evaluation set: its scores and the pass@k figure the plots rule drew of it."""
     from mileage.report.markdown import scores_table
 
     lines: list[str] = []
     for name, path in set_summaries.items():
         data = load_summary(path)
         lines += ["", f"## Evaluation set `{name}`", "", *scores_table(data), ""]
-        if "png" in formats:
+        if (figures_dir / f"pass_at_k_{name}.png").is_file():
             lines += [f"![pass@k on {name}](figures/pass_at_k_{name}.png)", ""]
     return lines
 
@@ -134,14 +142,14 @@ def iter_jsonl_rows(path: str):
 
 
 def compare(experiments: dict, scores: str, figures_dir: str, style: dict, eval_ks: dict | None = None,
-            labels: dict | None = None, sweeps: dict | None = None) -> None:
+            labels: dict | None = None, **design) -> None:
     """Overlay all experiments; tables next to `scores`, figures in `figures_dir`. `eval_ks`: each experiment's
     in-training eval samples per prompt (labels the eval overlay); `labels`: the name each figure's legend shows;
-    `sweeps`: {point: {"of", "values"}} of the sweep points (their sweep figures)."""
+    `design`: the comparison's `baseline`, `pairs`, `changes` and `sweeps` (compare_experiments' keywords)."""
     outdir = Path(scores).parent
     with tempfile.TemporaryDirectory(dir=outdir.parent if outdir.parent.exists() else None) as tmp:
         compare_experiments({name: Path(path) for name, path in experiments.items()}, tmp, style, eval_ks, labels,
-                            sweeps=sweeps)
+                            **design)
         with atomic_dir(figures_dir) as figs:
             for file in Path(tmp).iterdir():
                 if file.suffix not in (".tsv", ".md", ".tex", ".html"):
