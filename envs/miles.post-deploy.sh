@@ -3,13 +3,21 @@
 # it has just created from envs/miles.yaml (`snakemake --sdm conda`: a post-deploy script has the env file's name);
 # by hand: `conda env create -f envs/miles.yaml && conda activate mileage-miles && bash envs/miles.post-deploy.sh`.
 #
-# Why not in the yaml: these are compiled against the env's torch (2.11.0+cu128) without pip's build isolation (an
-# isolated build fetches PyPI's newest torch, another CUDA line, and the extension does not load), or installed
-# with --no-deps because their own metadata pins other torch/CUDA lines. Every source is a full commit: the
-# commits are mileage/pins.py's (MILES_COMMIT, SGLANG_COMMIT, MEGATRON_COMMIT = miles v0.1.0 and its release lock);
-# tests/test_envs.py checks that they agree. Needs GitHub and PyPI access, nvcc (cuda-toolkit from the yaml) and
-# about an hour of compiling. Nothing of this has been run by the project (its machines reach neither GitHub nor a
-# GPU): see envs/README.md, "What was checked".
+# Every pip package comes from envs/miles.lock.txt at its locked version (tools/lock/miles_env.py writes it), all
+# with --no-deps: the lock is the whole set, so no resolver runs here and nothing can pull another torch or CUDA
+# line. What the lock marks hand-pinned is built here, the way miles v0.1.0's own image builds it
+# (docker/Dockerfile at 78527b91):
+#   - Transformer Engine's torch binding and flash-attn (PyPI sdists), sglang-kernel (the sgl-kernel/ folder of
+#     SGLang, which builds a distribution named sglang-kernel with scikit-build-core): compiled against this env's
+#     torch for TORCH_CUDA_ARCH_LIST, without build isolation (an isolated build fetches PyPI's newest torch,
+#     another CUDA line, and the extension does not load);
+#   - SGLang's Python package (python/; it carries Rust extensions: cargo comes from the yaml's rust) with
+#     pip's build isolation: it does not link against torch;
+#   - miles v0.1.0 and mbridge at their commits (Dockerfile line 85);
+# then the miles and Megatron-LM checkouts the jobs run from. SGLang's and miles' own requirements are in the lock
+# already, with the CUDA 12 rewrites miles' CUDA 12 image applies (Dockerfile 210-214). Needs GitHub and PyPI
+# access, nvcc (cuda-toolkit from the yaml) and about an hour of compiling. Not run by the project (its machines
+# reach neither GitHub nor a GPU): docs/miles-environment.md says what was checked.
 set -euo pipefail
 
 : "${CONDA_PREFIX:?run inside the mileage-miles env}"
@@ -19,19 +27,36 @@ export NVTE_CUDA_ARCHS="${NVTE_CUDA_ARCHS:-120}"
 export MAX_JOBS="${MAX_JOBS:-8}"
 SRC="$CONDA_PREFIX/src"
 mkdir -p "$SRC"
-PIP=(python -m pip install --no-build-isolation --no-deps)
 
-# 1. Transformer Engine's torch binding and flash-attn, compiled for the arch list against this torch.
-"${PIP[@]}" transformer-engine-torch==2.18.0
-"${PIP[@]}" flash-attn==2.8.3   # optional: without it train with --attention-backend fused
+# The lock: MILES_LOCK, else envs/miles.lock.txt of the working directory (Snakemake runs this from the
+# repository), else beside this script.
+LOCK="${MILES_LOCK:-envs/miles.lock.txt}"
+[ -f "$LOCK" ] || LOCK="$(dirname "${BASH_SOURCE[0]}")/miles.lock.txt"
+[ -f "$LOCK" ] || { echo "miles.post-deploy.sh: envs/miles.lock.txt not found (set MILES_LOCK)" >&2; exit 1; }
+locked() {  # name: its requirement line in the lock, comment stripped
+    local line
+    line="$(grep -E "^$1( @|==)" "$LOCK" | sed 's/  #.*//')"
+    [ -n "$line" ] || { echo "miles.post-deploy.sh: $1 is not in $LOCK" >&2; exit 1; }
+    printf '%s\n' "$line"
+}
+PIP=(python -m pip install --no-deps)
 
-# 2. SGLang at miles v0.1.0's release-lock commit (branch sglang-miles): the Python package and its kernels.
-"${PIP[@]}" "sglang @ git+https://github.com/sgl-project/sglang.git@cb05a44f35a7c9e27e46d74112cc841ca674ef43#subdirectory=python"
-"${PIP[@]}" "sgl-kernel @ git+https://github.com/sgl-project/sglang.git@cb05a44f35a7c9e27e46d74112cc841ca674ef43#subdirectory=sgl-kernel"
+# 1. Every package PyPI gives, at its locked version (the torch lines are the yaml's and already installed).
+grep -v -e '^#' -e 'hand-pinned' "$LOCK" | sed 's/  #.*//' > "$SRC/pypi-locked.txt"
+"${PIP[@]}" -r "$SRC/pypi-locked.txt"
 
-# 3. miles v0.1.0 itself, and the checkouts its jobs run from: train.py and tools/ (config miles.miles_dir) and
-#    radixark's Megatron-LM (miles.megatron_dir, put on PYTHONPATH: megatron.training is not in the wheel).
-"${PIP[@]}" "miles @ git+https://github.com/radixark/miles.git@78527b9102b3a5f15891128cbec3ac6c2dc4089e"
+# 2. Compiled against this torch for the arch list (build tools from step 1: scikit-build-core, ninja, cmake).
+"${PIP[@]}" --no-build-isolation "$(locked sglang-kernel)"
+"${PIP[@]}" --no-build-isolation "$(locked transformer-engine-torch)"
+"${PIP[@]}" --no-build-isolation "$(locked flash-attn)"   # optional for training: --attention-backend fused
+
+# 3. SGLang's Python package (Rust extensions, built in isolation), miles v0.1.0 and mbridge.
+"${PIP[@]}" "$(locked sglang)"
+"${PIP[@]}" "$(locked miles)"
+"${PIP[@]}" "$(locked mbridge)"
+
+# 4. The checkouts the jobs run from: train.py and tools/ (config miles.miles_dir) and radixark's Megatron-LM
+#    (miles.megatron_dir, put on PYTHONPATH: megatron.training is not in the wheel).
 checkout() {  # url commit dir: a clone at exactly that commit
     [ -d "$3/.git" ] || git clone --quiet "$1" "$3"
     git -C "$3" fetch --quiet origin "$2"
@@ -40,30 +65,5 @@ checkout() {  # url commit dir: a clone at exactly that commit
 checkout https://github.com/radixark/miles.git 78527b9102b3a5f15891128cbec3ac6c2dc4089e "$SRC/miles"
 checkout https://github.com/radixark/Megatron-LM.git 37f91617b95c1ef4f01fc66210e502572ad97fda "$SRC/Megatron-LM"
 
-# 4. What SGLang and miles need besides (their own metadata's pins), without letting any of it replace this torch:
-#    a dependency that wants another torch stops the build here instead of installing a second CUDA line.
-python - > "$SRC/stack-requirements.txt" <<'PY'
-import importlib.metadata as md
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-
-built_here = {"torch", "torchvision", "torchaudio", "triton", "sglang", "sgl-kernel", "miles", "flash-attn",
-              "transformer-engine", "transformer-engine-torch", "transformer-engine-cu12", "megatron-core", "ray"}
-for dist in ("sglang", "miles"):
-    for line in md.requires(dist) or []:
-        req = Requirement(line)
-        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
-            continue
-        if canonicalize_name(req.name) not in built_here:
-            req.marker = None
-            print(req)
-PY
-python - > "$SRC/stack-constraints.txt" <<'PY'
-import importlib.metadata as md
-for dist in ("torch", "torchvision", "torchaudio", "ray", "transformer-engine"):
-    print(f"{dist}=={md.version(dist)}")
-PY
-python -m pip install -r "$SRC/stack-requirements.txt" -c "$SRC/stack-constraints.txt"
-
 echo "mileage-miles: set miles.miles_dir: $SRC/miles and miles.megatron_dir: $SRC/Megatron-LM, then run" \
-     "'mileage doctor EXPERIMENT' in this env"
+     "'mileage doctor EXPERIMENT' in this env (it checks the env against $LOCK)"
