@@ -130,7 +130,7 @@ def gpu_hours(walls: Mapping[str, float], exp: Mapping[str, Any], gpu_count: int
 def training_gpus(train: Mapping[str, Any]) -> int:
     """The GPUs a training attempt holds, judged where it runs: none on the CPU; on a joined Ray cluster the
     experiment's `resources.gpus`; on a head started here, as many of them as this machine has."""
-    if train["resources"]["device"] == "cpu":
+    if train["resources"].get("device") == "cpu":  # a key of the local engine only (miles: GPUs always)
         return 0
     if (train.get("ray") or {}).get("address"):
         return int(train["resources"]["gpus"])
