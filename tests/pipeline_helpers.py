@@ -14,6 +14,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
+# Sentinel credentials in the environment of the session's demo run (tests/conftest.py): no file it writes may
+# hold them. test_secrets_e2e sets the same ones, so its scan of a copied tree covers the shared run's files too.
+DEMO_SECRETS = {"HF_TOKEN": "hf_mileageTestSecret0123456789", "WANDB_API_KEY": "wandbMileageTestSecret9876543210"}
+
 
 def copy_repo(dest: Path) -> Path:
     """Copy the files git would ship (tracked and untracked-not-ignored) to `dest`."""
@@ -29,6 +33,22 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
+def copy_finished(src: Path, dest: Path) -> Path:
+    """A copy of a repo whose pipeline has run: its files, results/ and Snakemake's metadata (.snakemake/), every
+    mtime kept, so that Snakemake sees the copy as finished as the original (a dry run plans nothing)."""
+    shutil.copytree(src, dest, symlinks=True, copy_function=shutil.copy2)
+    return dest
+
+
+def keep_only_caches(repo: Path) -> None:
+    """Forget every run of a finished tree (its training, evaluations, reports, the comparison) and keep the
+    shared caches keyed by content (results/cache: the demo model, data, warm start, base evaluations), so the
+    next run trains from scratch without building those again."""
+    for path in (repo / "results").iterdir():
+        if path.name != "cache":
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
 def edit_config(repo: Path, edit) -> None:
     path = repo / "config" / "config.yaml"
     config = yaml.safe_load(path.read_text())
@@ -36,8 +56,10 @@ def edit_config(repo: Path, edit) -> None:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def snakemake(repo: Path, *args: str, timeout: int = 1200, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+def snakemake(repo: Path, *args: str, timeout: int = 1200, check: bool = True,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`snakemake --cores 2 ARGS` in `repo`; `env` adds to (or overrides) this process's environment."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", **(env or {})}
     proc = subprocess.run(
         [SNAKEMAKE, "--cores", "2", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout
     )

@@ -141,10 +141,27 @@ def run_job(spec: dict, tmp_path: Path) -> None:
     assert main([str(spec_path)]) == 0
 
 
+def seeded_metrics(run: Path) -> list:
+    """Every logged value but the timings."""
+    out = []
+    for e in read_events(run / "events.jsonl"):
+        if e.kind != "perf":
+            out.append((e.kind, e.step, {k: v for k, v in e.metrics.items() if "time" not in k}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_rollouts(tiny_setup, tmp_path_factory):
+    """One real run of two rollouts and its metrics as it finished: the contract test then resumes it, the
+    reproducibility test runs it again."""
+    root = tmp_path_factory.mktemp("two-rollouts")
+    run_job(tiny_spec(tiny_setup, root / "run", num_rollout=2), root)
+    return root / "run", seeded_metrics(root / "run")
+
+
 @pytest.mark.slow
-def test_short_run_writes_the_engine_contract_and_resumes(tiny_setup, tmp_path):
-    run = tmp_path / "run"
-    run_job(tiny_spec(tiny_setup, run, num_rollout=2), tmp_path)
+def test_short_run_writes_the_engine_contract_and_resumes(tiny_setup, two_rollouts, tmp_path):
+    run, _ = two_rollouts
     events = read_events(run / "events.jsonl")
     names = {name for e in events for name in e.metrics}
     for name in ("rollout/raw_reward", "rollout/response_lengths", "rollout/truncated", "train/loss",
@@ -174,17 +191,10 @@ def test_short_run_writes_the_engine_contract_and_resumes(tiny_setup, tmp_path):
 
 
 @pytest.mark.slow
-def test_same_seed_same_metrics(tiny_setup, tmp_path):
-    def metrics(run: Path) -> list:
-        out = []
-        for e in read_events(run / "events.jsonl"):
-            if e.kind != "perf":
-                out.append((e.kind, e.step, {k: v for k, v in e.metrics.items() if "time" not in k}))
-        return out
-
-    run_job(tiny_spec(tiny_setup, tmp_path / "a", num_rollout=2), tmp_path)
-    run_job(tiny_spec(tiny_setup, tmp_path / "b", num_rollout=2), tmp_path)
-    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+def test_same_seed_same_metrics(tiny_setup, two_rollouts, tmp_path):
+    _, first = two_rollouts
+    run_job(tiny_spec(tiny_setup, tmp_path / "again", num_rollout=2), tmp_path)
+    assert seeded_metrics(tmp_path / "again") == first
 
 
 def test_the_local_evaluation_is_a_job_spec_and_the_stage_keeps_its_newest_samples(tiny_setup, tmp_path, monkeypatch):
