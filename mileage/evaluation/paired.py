@@ -144,9 +144,8 @@ def two_level_draws(n_seeds: Sequence[int], n_problems: int, n_resamples: int,
     rng = np.random.Generator(np.random.PCG64(seed))
 
     def weights(size: int) -> np.ndarray:
-        drawn = rng.integers(0, size, (n_resamples, size))
-        counts = np.zeros((n_resamples, size))
-        np.add.at(counts, (np.arange(n_resamples)[:, None], drawn), 1.0)
+        drawn = rng.integers(0, size, (n_resamples, size)) + size * np.arange(n_resamples)[:, None]
+        counts = np.bincount(drawn.ravel(), minlength=n_resamples * size).reshape(n_resamples, size)
         return counts / size
 
     seed_weights = [weights(s) for s in n_seeds]
@@ -154,10 +153,19 @@ def two_level_draws(n_seeds: Sequence[int], n_problems: int, n_resamples: int,
 
 
 def resampled_means(scores: np.ndarray, seed_weights: np.ndarray, problem_weights: np.ndarray) -> np.ndarray:
-    """Each resample's mean score of a (seeds, problems) table: the drawn seeds' mean per problem, then the
-    drawn problems' mean. Means of scores in [0, 1] stay in [0, 1], so no interval leaves the metric's range."""
-    means = ((seed_weights @ scores) * problem_weights).sum(axis=1)
-    return np.clip(means, scores.min(), scores.max())  # a weighted mean never leaves them but for float rounding
+    """Each resample's mean score of a (seeds, problems) table, or of each of a stack (tables, seeds, problems):
+    the drawn seeds' mean per problem, then the drawn problems' mean; (resamples,) or (tables, resamples). Means
+    of scores in [0, 1] stay in [0, 1], so no interval leaves the metric's range."""
+    stack = np.asarray(scores, dtype=float)
+    one = stack.ndim == 2
+    stack = stack[None] if one else stack
+    tables, seeds, problems = stack.shape
+    # One product for the whole stack: (resamples, seeds) @ (seeds, tables * problems).
+    per_problem = (seed_weights @ stack.transpose(1, 0, 2).reshape(seeds, tables * problems))
+    means = np.einsum("rtp,rp->tr", per_problem.reshape(-1, tables, problems), problem_weights)
+    # A weighted mean never leaves the table's range but for float rounding.
+    means = np.clip(means, stack.min(axis=(1, 2))[:, None], stack.max(axis=(1, 2))[:, None])
+    return means[0] if one else means
 
 
 def _percentile_interval(resamples: np.ndarray) -> tuple[float, float, float]:
@@ -214,10 +222,10 @@ def paired_tests(pairs: Sequence[tuple[Any, Any]], *, n_resamples: int = N_RESAM
         ps = np.concatenate([_sign_flip(np.stack([prepared[i][2] for i in indices[start:start + rows]]),
                                         n_resamples, np.random.Generator(np.random.PCG64(seed)))
                              for start in range(0, len(indices), rows)])
-        for index, p in zip(indices, ps):
-            a, b, _ = prepared[index]
-            resamples = resampled_means(b, weights_b, problem_weights) - resampled_means(a, weights_a, problem_weights)
-            results[index] = (*_percentile_interval(resamples), float(p))
+        means_b = resampled_means(np.stack([prepared[i][1] for i in indices]), weights_b, problem_weights)
+        means_a = resampled_means(np.stack([prepared[i][0] for i in indices]), weights_a, problem_weights)
+        for row, (index, p) in enumerate(zip(indices, ps)):
+            results[index] = (*_percentile_interval(means_b[row] - means_a[row]), float(p))
     tests = []
     for (a, b, diff), (low, high, se, p_value) in zip(prepared, results):
         exact, floor = p_resolution(int(a.shape[1]), n_resamples)

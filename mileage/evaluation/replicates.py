@@ -99,24 +99,24 @@ def seed_metrics(names: Any, per_seed: Sequence[dict[str, Any]], rows: Sequence[
     then the problems within them. The interval is one of means of scores, so it never leaves [0, 1], and with
     two or three seeds it says how little the seeds pin down rather than a Student-t's [1.8, 160.7]%. A metric
     whose per-problem values the rows lack (an older summary) keeps its per-seed values and no interval."""
-    seed_weights, problem_weights = None, None
     out: dict[str, Any] = {}
+    tables: dict[str, np.ndarray] = {}
     for name in names:
         values = [float(m[name]["value"]) for m in per_seed]
-        entry: dict[str, Any] = {"value": float(np.mean(values)), "ci95": None,
-                                 "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
-                                 "per_seed": values, "interval": None}
+        out[name] = {"value": float(np.mean(values)), "ci95": None,
+                     "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                     "per_seed": values, "interval": None}
         try:
-            table = np.array([per_problem_scores(r, name) for r in rows])
+            tables[name] = np.array([per_problem_scores(r, name) for r in rows])
         except StatsError:
-            out[name] = entry
             continue
-        if seed_weights is None:
-            (seed_weights,), problem_weights = two_level_draws((table.shape[0],), table.shape[1], n_resamples, seed)
-        low, high = np.percentile(resampled_means(table, seed_weights, problem_weights), [2.5, 97.5])
-        entry["ci95"] = [float(low), float(high)]
-        entry["interval"] = INTERVAL
-        out[name] = entry
+    if tables:
+        stack = np.stack(list(tables.values()))
+        (seed_weights,), problem_weights = two_level_draws((stack.shape[1],), stack.shape[2], n_resamples, seed)
+        bounds = np.percentile(resampled_means(stack, seed_weights, problem_weights), [2.5, 97.5], axis=1)
+        for name, low, high in zip(tables, bounds[0], bounds[1]):
+            out[name]["ci95"] = [float(low), float(high)]
+            out[name]["interval"] = INTERVAL
     return out
 
 
