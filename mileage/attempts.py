@@ -93,6 +93,26 @@ def _close_killed(run_dir: Path) -> None:
                            "outcome": "killed"})
 
 
+def open_attempt(run_dir: str | os.PathLike) -> dict | None:
+    """The start record of the newest attempt that has not ended, if its process still lives on this machine (the
+    train stage: before its job starts and after it ended, when no process holds the run's lock)."""
+    path = Path(run_dir) / ATTEMPTS_NAME
+    if not path.is_file():
+        return None
+    records = _records(path)
+    ended = {r["attempt"] for r in records if r.get("event") == "end"}
+    starts = [r for r in records if r.get("event") == "start" and r["attempt"] not in ended]
+    if not starts or starts[-1].get("host") != platform.node() or not isinstance(starts[-1].get("pid"), int):
+        return None
+    try:
+        os.kill(starts[-1]["pid"], 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return starts[-1]
+
+
 def read_attempts(run_dir: str | os.PathLike, running: bool = False, now: float | None = None) -> list[dict]:
     """The run's attempts in order: {attempt (1-based), started (UTC), wall_seconds, gpus, gpu_hours, outcome,
     host, rollouts_before}. With `running` (its training holds the run directory now), the newest attempt

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from mileage.attempts import read_attempts
+from mileage.attempts import open_attempt, read_attempts
 from mileage.run_lock import LOCK_NAME
 
 STATES = ("not started", "running", "done", "failed", "stale")
@@ -171,6 +171,9 @@ def run_status(name: str, exp: Mapping[str, Any], params: Mapping[str, Any], inp
     status = RunStatus(experiment=name, state="not started", num_rollout=int(params["rollout"]["num_rollout"]),
                        sweep_point=exp.get("sweep_point"))
     status.holder = lock_holder(run_dir)
+    if status.holder is None and (current := open_attempt(run_dir)) is not None:
+        # The train stage between its job's end and done.json (exporting the final model), or before the job.
+        status.holder = f"pid {current['pid']} (the train rule, outside its training job)"
     started = run_dir.is_dir() and any(p.name not in (LOCK_NAME, "job.json") for p in run_dir.iterdir())
 
     matches = True

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -79,6 +82,21 @@ def test_a_training_that_has_logged_nothing_yet_is_running_at_rollout_0(tmp_path
     with run_dir_lock(run, "the training job"):
         [demo] = statuses(config)
     assert (demo.state, demo.rollout, demo.notes) == ("running", 0, [])
+
+
+def test_the_train_rule_outside_its_job_is_running_too(tmp_path):
+    """Between the job's end and done.json (the final model exported) no process holds the lock, but the train
+    rule's attempt is open and its process lives."""
+    config = write_config(tmp_path)
+    run = fake_training(config, "demo", rollouts=30)
+    start = {"attempt": "a2", "event": "start", "unix": time.time(), "gpus": 0, "rollouts_before": 0,
+             "host": platform.node(), "pid": os.getpid()}
+    (run / ATTEMPTS_NAME).write_text(json.dumps(start) + "\n")
+    [demo] = statuses(config)
+    assert demo.state == "running" and "train rule" in demo.holder
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (run / ATTEMPTS_NAME).write_text(json.dumps({**start, "pid": int(dead.stdout)}) + "\n")
+    assert statuses(config)[0].state == "failed"
 
 
 def test_a_running_training_shows_progress_rate_eta_scores_and_checkpoint(tmp_path):
