@@ -6,16 +6,19 @@ CORES ?= all
 
 .PHONY: demo test install install-dev lint clean-results
 
-# The venv is rebuilt when the pins change. torch is pinned to the CPU build in pyproject.toml; on a GPU
-# box install the matching CUDA wheel of the same version first (README: "GPU boxes").
-$(BIN)/.installed: pyproject.toml
+# The venv is rebuilt when the pins change. Every package comes at the version constraints.txt locks
+# (tools/lock/light_env.py writes it; `python tools/lock/light_env.py --venv .venv` compares a venv with it).
+# torch is locked to the CPU build; on a GPU box install the matching CUDA wheel of the same version first
+# (README: "GPU boxes").
+LOCK := constraints.txt
+$(BIN)/.installed: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -c $(LOCK) pip setuptools
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e .
 	touch $@
 
-$(BIN)/.installed-dev: $(BIN)/.installed pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(BIN)/.installed-dev: $(BIN)/.installed pyproject.toml $(LOCK)
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $@
 
 install: $(BIN)/.installed

@@ -366,3 +366,24 @@ def test_the_post_deploy_installs_everything_else_from_the_lock_without_a_resolv
     assert "grep -v -e '^#' -e 'hand-pinned'" in text and '"${PIP[@]}" -r "$SRC/pypi-locked.txt"' in text
     # No step installs by name outside the lock: every pip install goes through PIP (--no-deps).
     assert re.findall(r"pip install(?! --no-deps\))", text) == []
+
+
+LIGHT_LOCK = ROOT / "constraints.txt"
+
+
+def test_the_light_lock_pins_every_pyproject_pin_at_its_version():
+    lock = {name: line.split("==", 1)[1] for name, line in lock_lines(LIGHT_LOCK).items()}
+    wanted = pins.light_env_pins(include_dev=True)
+    assert len(wanted) >= 30
+    # torch is the CPU build of the pinned release (a local version label, which pip's == ignores).
+    differ = {n: (v, lock.get(n)) for n, v in wanted.items() if (lock.get(n) or "").split("+")[0] != v}
+    assert differ == {}
+    assert lock["torch"].endswith("+cpu")
+    assert "mileage" not in lock and {"pip", "setuptools"} <= set(lock)  # what the Makefile installs besides
+
+
+def test_the_makefile_installs_through_the_light_lock():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    installs = re.findall(r"pip install (.*)", makefile)
+    assert installs and all("-c $(LOCK)" in line for line in installs), installs
+    assert "LOCK := constraints.txt" in makefile
