@@ -11,6 +11,7 @@ import matplotlib
 import pandas as pd
 import pytest
 
+from figure_capture import capture_figures
 from mileage.report.plots import (
     MetricsTableError,
     SummaryError,
@@ -263,48 +264,6 @@ def test_tables_from_the_metrics_writer_plot(tmp_path: Path) -> None:
 
 
 # ---- figures a reader trusts ------------------------------------------------------------------------------------
-
-FIGURE_MODULES = ("mileage.report.plots", "mileage.report.curves", "mileage.report.forest",
-                  "mileage.report.sweep_figure", "mileage.report.comparison_figures")
-
-
-def capture_figures(monkeypatch) -> dict:
-    """Every figure saved, by name: what a reader sees of it, read off the Figure before it is closed. `overlaps`:
-    legends that cover part of an axes (a legend must sit off the data)."""
-    import importlib
-
-    figures: dict = {}
-
-    def capture(fig, outdir, name, formats, real):
-        fig.canvas.draw()
-        renderer = fig.canvas.get_renderer()
-        axes = [ax for ax in fig.axes if ax.get_visible()]
-        legends = [*fig.legends, *[a.get_legend() for a in axes if a.get_legend() is not None]]
-        boxes = [lg.get_window_extent(renderer) for lg in legends]
-        figures[name] = {
-            "axes": [(ax.get_title() or ax.get_title("left"), ax.get_xlabel(), [line.get_xydata().copy() for line in ax.lines],
-                      len(ax.collections)) for ax in axes],
-            "titles": [ax.get_title("left") or ax.get_title() for ax in axes],
-            "ylabels": [ax.get_ylabel() for ax in axes],
-            "xscales": [ax.get_xscale() for ax in axes],
-            "yticklabels": [[t.get_text() for t in ax.get_yticklabels()] for ax in axes],
-            "ylims": [ax.get_ylim() for ax in axes],
-            # Text as read: a label wrapped onto two lines reads as one.
-            "legends": [" ".join(t.get_text().split()) for lg in legends for t in lg.get_texts()]
-                       + [" ".join(lg.get_title().get_text().split()) for lg in legends if lg.get_title().get_text()],
-            "overlaps": [i for i, box in enumerate(boxes) for ax in axes if box.overlaps(ax.get_window_extent(renderer))],
-            "texts": [t.get_text() for ax in axes for t in ax.texts],
-            "size": (fig.get_figwidth(), fig.get_figheight()),
-        }
-        return real(fig, outdir, name, formats)
-
-    for module_name in FIGURE_MODULES:
-        module = importlib.import_module(module_name)
-        real = module.save_figure
-        monkeypatch.setattr(module, "save_figure", lambda fig, outdir, name, formats, real=real:
-                            capture(fig, outdir, name, formats, real))
-    return figures
-
 
 def test_a_single_run_draws_no_band_and_the_loss_figure_names_entropy(tmp_path: Path, monkeypatch) -> None:
     figures = capture_figures(monkeypatch)
