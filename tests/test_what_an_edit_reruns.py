@@ -121,10 +121,12 @@ def test_adding_a_seed_trains_that_seed_only(base):
     assert jobs["compare"] == 1
 
 
-def test_a_figure_edit_on_a_seeded_experiment_reruns_figures_only(base):
+def test_a_figure_edit_on_a_seeded_experiment_reruns_figures_and_the_pages_showing_them_only(base):
     jobs = edited(base, lambda c: c["plots"].update(palette="deep"))
-    assert set(jobs) == {"plots", "compare"}
-    assert jobs["plots"] == 6  # demo, 2 seeds, the aggregate, 2 sweep points
+    # the report pages embed their figures (snakemake --report resolves no relative path): no statistics, no
+    # aggregate, no evaluation
+    assert set(jobs) == {"plots", "report", "compare"}
+    assert jobs["plots"] == jobs["report"] == 6  # demo, 2 seeds, the aggregate, 2 sweep points
 
 
 def test_adding_a_sweep_value_runs_that_point_and_the_comparison(base):
