@@ -285,3 +285,31 @@ def test_the_default_temp_dir_is_private_and_removed_when_the_head_stops():
     with ray_cluster(spec, log=lambda _: None):
         assert temp_dir.is_dir() and (temp_dir.parent.stat().st_mode & 0o777) == 0o700
     assert not temp_dir.exists()
+
+
+def test_a_submission_waits_for_the_heads_job_agent(tmp_path):
+    """A fresh head whose job agent is not up yet answers 'No available agent': the submission is tried again (and
+    said so in the log); any other refusal, or an agent that never comes, is raised."""
+    from mileage.launch.ray_job import NO_AGENT, _JobLog, _submit
+
+    class Head:
+        def __init__(self, refusals: int, answer: str = f"Request failed with status code 500: {NO_AGENT} to "
+                                                           "submit job, please try again later.."):
+            self.refusals, self.answer, self.calls = refusals, answer, 0
+
+        def submit_job(self, **job):
+            self.calls += 1
+            if self.calls <= self.refusals:
+                raise RuntimeError(self.answer)
+
+    sink = _JobLog(tmp_path / "job.log", [], 5)
+    late = Head(refusals=2)
+    _submit(late, sink, poll_s=0, entrypoint="true")
+    assert late.calls == 3
+    with pytest.raises(RuntimeError, match="runtime_env"):
+        _submit(Head(refusals=1, answer="Request failed with status code 400: bad runtime_env"), sink, poll_s=0,
+                entrypoint="true")
+    with pytest.raises(RuntimeError, match=NO_AGENT):
+        _submit(Head(refusals=10**6), sink, wait_s=0, poll_s=0, entrypoint="true")
+    sink.close()
+    assert "no job agent yet" in (tmp_path / "job.log").read_text()

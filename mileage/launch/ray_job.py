@@ -54,6 +54,10 @@ MIN_SECRET_CHARS = 4
 
 TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "STOPPED")
 STOP_WAIT_S = 20.0  # after stop_job: Ray itself escalates to SIGKILL after 3 s
+# A fresh head's job agent may register after its dashboard answers; Ray then refuses a submission with "No available
+# agent" once its own 10 s wait ran out (seen on a loaded 2-core box). The submission is tried again until this.
+AGENT_WAIT_S = 120.0
+NO_AGENT = "No available agent"
 _JOB_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -314,6 +318,20 @@ def _short_message(message: str) -> str:
     return re.split(r",? last available logs", message.strip().split("\n", 1)[0], maxsplit=1)[0]
 
 
+def _submit(client, sink: "_JobLog", wait_s: float = AGENT_WAIT_S, poll_s: float = 2.0, **job) -> None:
+    """client.submit_job(**job), tried again while the head has no job agent yet (NO_AGENT), for `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client.submit_job(**job)
+            return
+        except Exception as exc:  # the SDK raises RuntimeError with the HTTP answer
+            if NO_AGENT not in str(exc) or time.monotonic() >= deadline:
+                raise
+            sink.note(f"the Ray head has no job agent yet ({_short_message(str(exc))}); trying again")
+            time.sleep(poll_s)
+
+
 def _connect(address: str):
     from ray.job_submission import JobSubmissionClient  # heavy import, only when a job runs
 
@@ -367,7 +385,9 @@ def run_job(
         client = _connect(address)
         with _sigterm_raises_interrupt(received):
             try:
-                client.submit_job(
+                _submit(
+                    client,
+                    sink,
                     entrypoint=command,
                     submission_id=job_id,
                     runtime_env=runtime_env,
