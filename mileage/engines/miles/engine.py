@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from mileage.engines.contract import EVAL_SAMPLES_DIR, Checkpoint, DoctorNeeds, Engine, JobSpec, ProgramCheck
 from mileage.engines.miles import checkpoints as ckpt
+from mileage.engines.miles import env_lock
 from mileage.engines.miles import evals as miles_evals
 from mileage.engines.miles.extra_args import extra_args_problems
 from mileage.engines.miles import doctor
@@ -175,7 +176,7 @@ class MilesEngine(Engine):
                           "it or set miles.train_backend: fsdp")
 
     def stack_findings(self, facts):
-        return doctor.stack_findings(facts)
+        return doctor.stack_findings(facts) + env_lock.probe_and_check(facts)  # the modules, then the lock
 
     def doctor_needs(self, exp):
         resources = exp.get("resources") or {}
