@@ -97,3 +97,10 @@ def test_log_axis_rule() -> None:
 
     assert use_log_axis("train.lr", [0.001, 0.002]) and use_log_axis("rollout.n_samples_per_prompt", [1, 100])
     assert not use_log_axis("rollout.temperature", [0.6, 1.0]) and not use_log_axis("train.lr", ["a", "b"])
+
+
+def test_legend_texts_show_the_label_and_the_change() -> None:
+    from mileage.report.comparison_figures import legend_texts
+
+    texts = legend_texts(["a", "b", "c"], {"a": "GRPO", "b": "b"}, "a", {"b": "train.lr 0.0005 -> 0.001", "c": ""})
+    assert texts == {"a": "GRPO (baseline)", "b": "b: train.lr 0.0005 -> 0.001", "c": "c"}

@@ -136,8 +136,8 @@ def plot_learning_curves(panels: dict[str, list[EvalCurve]], outdir: Path, style
     """`panels`: {dataset: curves}: one axis per dataset, titled with it; the legend (below the axes) names the
     experiments by colour and keys the line, interval and stand-alone markers with their ks."""
     panels = {dataset: curves for dataset, curves in panels.items() if curves}
-    if not panels:
-        return []
+    if not any(not s.empty for curves in panels.values() for c in curves for s in c.series):
+        return []  # no in-training evaluation at all: no learning curve (the final scores are their own figure)
     ncols = min(len(panels), 2)
     nrows = math.ceil(len(panels) / ncols)
     experiments = {c.label: c.color for curves in panels.values() for c in curves if c.label}
