@@ -79,7 +79,8 @@ def test_report_has_scores_with_ci_and_difference(tmp_path: Path) -> None:
     assert "`demo`" in text and "`aime-2024`" in text
     # metric | base | base CI | final | final CI | delta | p, in percent; no paired test in this summary.
     assert table_row(text, "avg@4") == ["avg@4", "25.0", "[10.0, 40.0]", "50.0", "[30.0, 70.0]", "+25.0 pp", "—"]
-    assert table_row(text, "pass@1") == ["pass@1", "25.0", "[10.0, 40.0]", "50.0", "[30.0, 70.0]", "+25.0 pp", "—"]
+    with pytest.raises(AssertionError):  # pass@1 would repeat avg@4 (binary rewards): not a row of its own
+        table_row(text, "pass@1")
     assert table_row(text, "pass@4") == ["pass@4", "50.0", "[30.0, 70.0]", "75.0", "[50.0, 90.0]", "+25.0 pp", "—"]
     assert table_row(text, "maj@4") == ["maj@4", "30.0", "[0.0, 60.0]", "60.0", "[30.0, 90.0]", "+30.0 pp", "—"]
 
@@ -106,10 +107,13 @@ def test_report_difference_has_the_paired_interval_and_p_value(tmp_path: Path) -
     assert f"`model:org/m` at `{'f' * 40}`" in text and "numpy 2.4.6" in text
     tex = (out.parent / "final_scores.tex").read_text(encoding="utf-8")
     assert "\\toprule" in tex and "\\bottomrule" in tex
-    # final beats base on avg@4 (50 vs 25): the final's estimate is bold, with its interval beside it.
-    assert "\\textbf{50.0} {\\small [30.0, 70.0]}" in tex and "\\textbf{25.0}" not in tex
+    # final beats base on avg@4 significantly (p = 0.012, the one test of the family): the final's estimate is
+    # bold, its interval under it; maj@4 is higher after training too but untested, so not bold.
+    assert "\\textbf{50.0}\\\\{\\scriptsize [30.0, 70.0]}" in tex and "\\textbf{25.0}" not in tex
+    assert "\\textbf{60.0}" not in tex and "\\label{tab:demo:aime-2024:final-scores}" in tex
     hyper = (out.parent / "hyperparameters.tex").read_text(encoding="utf-8")
-    assert "\\texttt{train.lr} & 0.001" in hyper
+    assert "\\label{tab:demo:aime-2024:hyperparameters}" in hyper
+    assert "train.\\allowbreak{}lr} & 0.\\allowbreak{}001" in hyper
 
 
 def test_report_lists_every_problem_with_change(tmp_path: Path) -> None:
@@ -212,32 +216,14 @@ def test_compare_two_experiments(tmp_path: Path) -> None:
     assert [r["experiment"] for r in rows] == ["lr-1e-6", "lr-3e-6"]
     assert float(rows[0]["final_avg@k"]) == 0.5 and float(rows[1]["final_avg@k"]) == 0.625
     assert float(rows[1]["base_maj@k"]) == 0.3 and float(rows[1]["base_maj@k_ci_hi"]) == 0.6
-    assert float(rows[0]["final_pass@1_ci_lo"]) == 0.3 and rows[0]["k"] == "4"
+    assert float(rows[0]["final_pass@k_ci_lo"]) == 0.5 and rows[0]["k"] == "4"
 
     md = (out / "final_scores.md").read_text(encoding="utf-8")
-    assert table_row(md, "`lr-3e-6`")[3:5] == ["25.0 [10.0, 40.0]", "62.5 [30.0, 70.0]"]
-    assert sum(line.startswith("| `lr-") for line in md.splitlines()) == 2
-
-
-def test_compare_eval_axis_counts_the_in_training_eval_samples(tmp_path: Path, monkeypatch) -> None:
-    # The summaries say k = 4 (final evaluation); the in-training eval sampled 2 per prompt.
-    import mileage.report.compare as compare_module
-
-    labels: dict[str, str] = {}
-    real_save = compare_module.save_figure
-
-    def capture(fig, outdir, name, formats):
-        labels[name] = fig.axes[0].get_ylabel()
-        return real_save(fig, outdir, name, formats)
-
-    monkeypatch.setattr(compare_module, "save_figure", capture)
-    experiments = {"a": make_experiment(tmp_path, "a", [0.1, 0.2]), "b": make_experiment(tmp_path, "b", [0.3])}
-    compare_experiments(experiments, tmp_path / "c1", {"formats": ["png"]}, {"a": 2, "b": 2})
-    assert labels["eval"] == "avg@2"
-    compare_experiments(experiments, tmp_path / "c2", {"formats": ["png"]}, {"a": 2, "b": 16})
-    assert labels["eval"] == "avg@k"
-    compare_experiments(experiments, tmp_path / "c3", {"formats": ["png"]})
-    assert labels["eval"] == "avg@k"
+    assert table_row(md, "`lr-3e-6`")[5:7] == ["25.0 [10.0, 40.0]", "62.5 [30.0, 70.0]"]
+    scores, paired = md.split("## Paired differences")
+    assert sum(line.startswith("| `lr-") for line in scores.splitlines()) == 2
+    # lr-3e-6 against the baseline lr-1e-6 (the first), on the three compared metrics.
+    assert sum(line.startswith("| `lr-3e-6` | — | `lr-1e-6` |") for line in paired.splitlines()) == 3
 
 
 def test_compare_one_experiment_without_training_curves(tmp_path: Path) -> None:
@@ -245,8 +231,9 @@ def test_compare_one_experiment_without_training_curves(tmp_path: Path) -> None:
     for tsv in (exp / "metrics").iterdir():
         tsv.unlink()  # evaluated but never trained: no curves at all
     written = compare_experiments({"only": exp}, tmp_path / "compare", None)
-    assert sorted(p.name for p in written) == ["final_scores.html", "final_scores.md", "final_scores.tex",
-                                               "final_scores.tsv", "paired.tsv"]
+    assert {p.name for p in written} >= {"final_scores.html", "final_scores.md", "final_scores.tex",
+                                         "final_scores.tsv", "paired.tsv"}
+    assert not any(p.name.startswith(("reward", "eval")) for p in written)  # no curves to draw
     assert len(read_scores(tmp_path / "compare" / "final_scores.tsv")) == 1
     page = (tmp_path / "compare" / "final_scores.html").read_text()  # the tables as a page for snakemake --report
     assert page.startswith("<!DOCTYPE html>") and "<table>" in page and "<td><code>only</code></td>" in page
@@ -275,13 +262,16 @@ def test_compare_pairs_every_two_experiments_on_the_same_problems(tmp_path: Path
     experiments = {"demo": make_experiment(tmp_path, "demo", [0.1]), "lr": make_experiment(tmp_path, "lr", [0.2])}
     compare_experiments(experiments, tmp_path / "compare", {"formats": ["png"]})
     rows = read_scores(tmp_path / "compare" / "paired.tsv")
-    assert list(rows[0]) == ["a", "b", "dataset", "metric", "estimate", "ci95_low", "ci95_high", "p_value",
-                             "prob_improvement"]
+    assert list(rows[0]) == ["a", "b", "change", "dataset", "metric", "estimate", "ci95_low", "ci95_high",
+                             "interval", "se", "mde80", "p_value", "p_exact", "p_floor", "p_holm", "significant",
+                             "prob_improvement", "n_problems", "seeds_a", "seeds_b"]
     assert {(r["a"], r["b"]) for r in rows} == {("demo", "lr")}
+    assert [r["metric"] for r in rows] == ["avg@4", "pass@4", "maj@4"]  # the registry's compared metrics
     avg = next(r for r in rows if r["metric"] == "avg@4")
     assert float(avg["estimate"]) == 0.0 and float(avg["p_value"]) == 1.0  # the same final per-problem scores
+    assert float(avg["p_holm"]) == 1.0 and avg["significant"] == "False"
     tex = (tmp_path / "compare" / "final_scores.tex").read_text(encoding="utf-8")
-    assert "\\toprule" in tex and tex.count("\\textbf{50.0}") == 4  # avg@4 and pass@1 tie at 50: all bold
+    assert "\\toprule" in tex and "\\textbf" not in tex  # equal scores: no best, nothing bold
 
 
 def test_compare_refuses_to_pair_experiments_on_different_problems(tmp_path: Path) -> None:
@@ -294,23 +284,3 @@ def test_compare_refuses_to_pair_experiments_on_different_problems(tmp_path: Pat
     text = (tmp_path / "compare" / "final_scores.md").read_text(encoding="utf-8")
     assert "`a` and `b` were not evaluated on the same problems" in text
     assert "'aime-2024-2'" in text and "'aime-2025-9'" in text
-
-
-def test_compare_legends_show_each_experiments_label(tmp_path: Path, monkeypatch) -> None:
-    import mileage.report.compare as compare_module
-
-    legends: dict[str, list[str]] = {}
-    real_save = compare_module.save_figure
-
-    def capture(fig, outdir, name, formats):
-        boxes = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
-        legends[name] = [t.get_text() for legend in boxes for t in legend.get_texts()]
-        return real_save(fig, outdir, name, formats)
-
-    monkeypatch.setattr(compare_module, "save_figure", capture)
-    experiments = {"a": make_experiment(tmp_path, "a", [0.1, 0.2]), "b": make_experiment(tmp_path, "b", [0.3])}
-    compare_experiments(experiments, tmp_path / "c", {"formats": ["png"]}, None, {"a": "GRPO, lr 1e-6", "b": "b"})
-    assert "GRPO, lr 1e-6" in legends["reward"] and "GRPO, lr 1e-6" in legends["eval"]
-    assert "a" not in legends["reward"] + legends["eval"]
-    # The tables keep the experiment's name: paired.tsv and final_scores.tsv are keyed by it.
-    assert [r["experiment"] for r in read_scores(tmp_path / "c" / "final_scores.tsv")] == ["a", "b"]
