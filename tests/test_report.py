@@ -284,3 +284,29 @@ def test_compare_refuses_to_pair_experiments_on_different_problems(tmp_path: Pat
     text = (tmp_path / "compare" / "final_scores.md").read_text(encoding="utf-8")
     assert "`a` and `b` were not evaluated on the same problems" in text
     assert "'aime-2024-2'" in text and "'aime-2025-9'" in text
+
+
+def test_each_experiment_says_what_it_changes_relative_to_the_baseline() -> None:
+    from mileage.config import ExperimentResolver
+    from mileage.report.changes import NO_CHANGE, change_text, changes_against
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["experiments"] = {
+        "demo": {**config["experiments"]["demo"], "seeds": [1, 2]},
+        "demo-lr": {"extends": "demo", "train": {"lr": 0.001}, "label": "higher lr", "seeds": [3]},
+        "hot": {"extends": "demo", "rollout": {"temperature": 0.6, "top_p": 0.9}, "train": {"lr": 0.002,
+                                                                                               "clip_grad": 0.5}},
+    }
+    resolved = ExperimentResolver(config, base_dir=root).resolve_all()
+    base_lr = resolved["demo"]["train"]["lr"]
+    changes = changes_against("demo", resolved)
+    assert changes["demo"] == "baseline"
+    # The label and the seeds are not changes of the recipe; spelled-out defaults are not either.
+    assert changes["demo-lr"] == f"train.lr {base_lr!r} -> 0.001"
+    assert changes["hot"].count(" -> ") == 3 and changes["hot"].endswith("; +1 more")
+    assert change_text(resolved["demo"], resolved["demo"]) == NO_CHANGE
+    with pytest.raises(KeyError, match="compare.baseline: no experiment 'nope'"):
+        changes_against("nope", resolved)
