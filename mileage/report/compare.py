@@ -149,6 +149,11 @@ def paired_markdown(rows: list[dict[str, Any]], refusals: list[str], baseline: s
                 f"{format_p(r['p_value'], r['p_exact'], r['p_floor'])} | "
                 f"{f'**{holm_text}**' if r['significant'] else holm_text} | {100 * r['mde80']:.1f} | "
                 f"{r['prob_improvement']:.2f} | {r['seeds_a']}, {r['seeds_b']} |")
+        floor = min((r["p_floor"] for r in rows if not r["p_exact"]), default=0.0)
+        if floor * len(rows) >= 0.05:
+            lines += ["", f"Note: {len(rows)} tests in the family and a resampling floor of p = {floor:.2g}: no "
+                      "adjusted p-value can fall below 0.05. Compare against the baseline only (`compare.pairs: "
+                      "baseline`) or use more resamples."]
     else:
         lines.append("No pair of experiments to compare.")
     if refusals:
