@@ -46,6 +46,10 @@ def format_value(value: Any) -> str:
         return repr(value)  # 0.0005, 1e-06: what the YAML would say
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # an evaluation set in a list: its name; any other mapping in key order
+        if "name" in value:
+            return str(value["name"])
+        return "{" + ", ".join(f"{k}: {format_value(value[k])}" for k in sorted(value, key=str)) + "}"
     return str(value)
 
 

@@ -90,13 +90,15 @@ def compare_params(experiments: dict, config: dict) -> dict:
 
 
 def comparison_design(experiments: dict, config: dict) -> dict:
-    """The comparison's baseline (`compare.baseline`, empty: the first experiment), which pairs it tests
+    """The comparison's baseline (`compare.baseline`; empty: the first experiment by name that is not a sweep point,
+    else the first by name: never the YAML's order, which a formatter may change), which pairs it tests
     (`compare.pairs`) and what each experiment changes relative to the baseline (mileage.report.changes)."""
-    from mileage.config import ConfigError
+    from mileage.errors import ConfigError
     from mileage.report.changes import changes_against
 
     settings = config.get("compare") or {}
-    baseline = settings.get("baseline") or next(iter(experiments), "")
+    by_name = sorted(experiments, key=lambda name: (bool(experiments[name].get("sweep_point")), name))
+    baseline = settings.get("baseline") or next(iter(by_name), "")
     if experiments and baseline not in experiments:
         raise ConfigError(f"compare.baseline: no experiment {baseline!r} to compare with "
                           f"(experiments: {', '.join(experiments)})")
