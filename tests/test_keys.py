@@ -138,14 +138,12 @@ def build_local_train(params):
 
 
 def build_local_eval(monkeypatch, which):
-    from mileage.launch.ray_cluster import cluster_spec
-
     def build(params):
         inputs = {"model": "/m", "data": "/d/e.jsonl", "done": "/r/done.json"}
         if which == "final":
             monkeypatch.setattr("mileage.engines.local.engine.final_model", lambda done: "/r/final")
-        get_engine("local").evaluation_job(params, inputs, Path("/tmp/work"))
-        cluster_spec(params["ray"], params["resources"]["gpus"])  # what the runner reads to place the job
+        job = get_engine("local").evaluation_job(params, inputs, Path("/tmp/work"))
+        assert not job.cluster  # the runner runs it here: it reads no placement (ray, resources.gpus)
     return build
 
 

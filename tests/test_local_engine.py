@@ -210,7 +210,7 @@ def test_the_local_evaluation_is_a_job_spec_and_the_stage_keeps_its_newest_sampl
         for step in job.prepare:
             step()
         assert job.entrypoint[1:3] == ["-m", "mileage.engines.local.eval_job"]
-        assert job.runtime_env["env_vars"]["OMP_NUM_THREADS"] == "1"  # ray.num_cpus
+        assert not job.cluster  # one process: no Ray head to start
         launched.append(job_id_prefix)
         assert eval_main(job.entrypoint[3:]) == 0
 
@@ -218,7 +218,7 @@ def test_the_local_evaluation_is_a_job_spec_and_the_stage_keeps_its_newest_sampl
     settings = {"n_samples_per_prompt": 2, "max_response_len": 4, "temperature": 1.0, "top_p": 1.0, "seed": 3}
     evaluation = {"engine": "local", "which": "base", "name": "x", "base_eval": settings,
                   "rollout": {"reward": "deepscaler_nothink"}, "data": {"apply_chat_template": False},
-                  "resources": {"device": "cpu", "gpus": 0}, "ray": {"num_cpus": 1}}
+                  "resources": {"device": "cpu"}}
     out = tmp_path / "base.samples.jsonl"
     stale = tmp_path / ".base.samples.jsonl.work" / "eval_samples" / "eval" / "rollout_9.jsonl"
     stale.parent.mkdir(parents=True)

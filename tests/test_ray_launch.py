@@ -313,3 +313,23 @@ def test_a_submission_waits_for_the_heads_job_agent(tmp_path):
         _submit(Head(refusals=10**6), sink, wait_s=0, poll_s=0, entrypoint="true")
     sink.close()
     assert "no job agent yet" in (tmp_path / "job.log").read_text()
+
+
+def test_a_job_that_needs_no_cluster_runs_here_through_the_same_runner(tmp_path, monkeypatch, capsys):
+    """The runner runs a spec with cluster=False as a child process (no Ray head): prepared first, its runtime env
+    given, its output in the log; a failing job raises with its last lines."""
+    import mileage.stages.runner as runner
+    from mileage.engines.contract import JobSpec
+    from mileage.launch.local_job import LocalJobFailed
+
+    monkeypatch.setattr(runner, "ray_cluster", lambda *a, **kw: pytest.fail("no Ray head for a cluster-free job"))
+    prepared = []
+    job = JobSpec(entrypoint=[sys.executable, "-c", "import os; print('job says', os.environ['JOB_WORD'])"],
+                  runtime_env={"env_vars": {"JOB_WORD": "hello"}}, prepare=(lambda: prepared.append(1),),
+                  cluster=False)
+    runner.run_spec(job, {}, tmp_path / "job.log", "mileage-eval-base")
+    assert prepared == [1] and "job says hello" in (tmp_path / "job.log").read_text()
+    failing = JobSpec(entrypoint=[sys.executable, "-c", "print('last words'); raise SystemExit(3)"], runtime_env={},
+                      cluster=False)
+    with pytest.raises(LocalJobFailed, match="status 3(.|\n)*last words"):
+        runner.run_spec(failing, {}, tmp_path / "job.log", "mileage-eval-base")

@@ -132,13 +132,15 @@ class ProgramCheck:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One job as the stages' runner launches it: `entrypoint` (a command line) run as a Ray job with
-    `runtime_env`. Building a spec has no effect (mileage argv and doctor build them): the runner calls `prepare`
-    (checks that fail before any GPU time is spent, files the job reads) before it starts anything."""
+    """One job as the stages' runner launches it: `entrypoint` (a command line) run with `runtime_env`, as a Ray job
+    (`cluster`: on the cluster the stage's `ray` and `resources.gpus` describe), or as one process on this machine
+    when it needs no cluster. Building a spec has no effect (mileage argv and doctor build them): the runner calls
+    `prepare` (checks that fail before any GPU time is spent, files the job reads) before it starts anything."""
 
     entrypoint: list[str]
     runtime_env: dict
     prepare: tuple[Callable[[], None], ...] = ()
+    cluster: bool = True
     argv: list[str] | None = None  # the program's own command line (`mileage argv`), where it has one
     program: ProgramCheck | None = None
 

@@ -21,11 +21,8 @@ READS = {
         "engine", "seed", "rollout_seed", "data.apply_chat_template", "data.eval.name", "data.extra_eval",
         "rollout", "train", "eval", "resources.device", "resources.gpus", "ray", "tracking",
     ),
-    # The evaluations run as Ray jobs too (the stages' runner): where and with how many CPUs is `ray`'s.
-    "eval_base": ("engine", "data.apply_chat_template", "rollout.reward", "resources.device", "resources.gpus", "ray",
-                  "base_eval"),
-    "eval_final": ("engine", "data.apply_chat_template", "rollout.reward", "resources.device", "resources.gpus", "ray",
-                   "final_eval"),
+    "eval_base": ("engine", "data.apply_chat_template", "rollout.reward", "resources.device", "base_eval"),
+    "eval_final": ("engine", "data.apply_chat_template", "rollout.reward", "resources.device", "final_eval"),
     "preflight": ("engine",),
     "convert_model": (),
     "export_hf": (),
@@ -54,10 +51,11 @@ def job_spec(train: Mapping[str, Any], inputs: Mapping[str, str], run_dir: Path)
     }
 
 
-def job_env(ray: Mapping[str, Any]) -> dict:
+def job_env(ray: Mapping[str, Any] | None) -> dict:
     """The local engine's runtime env. Ray starts a job's entrypoint with OMP_NUM_THREADS=1; the engine is the
-    only job on its head, so torch gets the CPUs the head offers (1.5x slower steps on 2 cores otherwise)."""
-    threads = ray["num_cpus"] or os.cpu_count() or 1
+    only job on its head, so torch gets the CPUs the head offers (1.5x slower steps on 2 cores otherwise). A job
+    without a cluster (`ray` None) gets this machine's CPUs."""
+    threads = (ray or {}).get("num_cpus") or os.cpu_count() or 1
     env = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(threads)}
     return {"env_vars": env}
 
@@ -114,8 +112,9 @@ class LocalEngine(Engine):
             "apply_chat_template": evaluation["data"]["apply_chat_template"],
             "device": evaluation["resources"]["device"],
         }
+        # One process sampling one model: it needs no Ray cluster (the runner runs it here, no head to start).
         return JobSpec(entrypoint=[sys.executable, "-m", "mileage.engines.local.eval_job", str(spec_path)],
-                       runtime_env=job_env(evaluation["ray"]), prepare=(lambda: write_json(spec_path, spec),))
+                       runtime_env=job_env(None), prepare=(lambda: write_json(spec_path, spec),), cluster=False)
 
     # ---- how its runs are read ------------------------------------------------------------------------------
     def checkpoints(self, train, run_dir):
