@@ -32,6 +32,11 @@ def breakable(text: Any) -> str:
     return "".join(escape(ch) + (r"\allowbreak{}" if ch in _BREAK_AFTER else "") for ch in str(text))
 
 
+def change_note(text: Any) -> str:
+    """What an experiment changes (`train.lr 0.0005 -> 0.001`) as LaTeX, the arrow an arrow."""
+    return breakable(text).replace(r"-\allowbreak{}\textgreater{}", r"$\to$")
+
+
 def label(*parts: str) -> str:
     """`tab:<part>:<part>...`: characters a label cannot hold become '-'."""
     return "tab:" + ":".join(re.sub(r"[^A-Za-z0-9.=/+-]", "-", str(p)) for p in parts if str(p))
@@ -112,7 +117,7 @@ def final_scores_table(entries: dict[str, dict[str, dict[str, Any] | None]], met
     for name, entry in entries.items():
         head = rf"\texttt{{{breakable(name)}}}"
         if (notes or {}).get(name):
-            head += rf"\newline{{\scriptsize {breakable(notes[name])}}}"
+            head += rf"\newline{{\scriptsize {change_note(notes[name])}}}"
         rows.append([head] + [score_cell(entry.get(m), bold=(best or {}).get(m) == name) for m in metrics])
     wide = len(metrics) > 3
     name_width = "0.22\\textwidth" if wide else "0.34\\columnwidth"
@@ -148,7 +153,7 @@ def paired_table(rows: Sequence[dict[str, Any]], p_texts: Sequence[tuple[str, st
     for row, (p_text, holm_text) in zip(rows, p_texts):
         head = rf"\texttt{{{breakable(row['b'])}}}"
         if row.get("change"):
-            head += rf"\newline{{\scriptsize {breakable(row['change'])}}}"
+            head += rf"\newline{{\scriptsize {change_note(row['change'])}}}"
         holm = p_cell(holm_text)
         cells.append([head, rf"\texttt{{{breakable(row['a'])}}}", escape(row["metric"]),
                       difference_cell(row["estimate"], row["ci95_low"], row["ci95_high"]), p_cell(p_text),
