@@ -310,3 +310,14 @@ def test_each_experiment_says_what_it_changes_relative_to_the_baseline() -> None
     assert change_text(resolved["demo"], resolved["demo"]) == NO_CHANGE
     with pytest.raises(KeyError, match="compare.baseline: no experiment 'nope'"):
         changes_against("nope", resolved)
+
+
+def test_a_two_seed_report_says_its_across_seed_interval_is_not_informative(tmp_path: Path) -> None:
+    write_metrics(tmp_path / "metrics", [0.1], {})
+    out = tmp_path / "report" / "report.md"
+    summary = make_summary()
+    write_report(summary, tmp_path / "metrics", out, [], "one run")
+    assert "not informative" not in out.read_text(encoding="utf-8")
+    summary["seeds"] = [1, 2]
+    write_report(summary, tmp_path / "metrics", out, [], "two seeds")
+    assert "With 2 seeds the across-seed part of these intervals is not informative" in out.read_text(encoding="utf-8")

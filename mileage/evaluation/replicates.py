@@ -18,7 +18,16 @@ from mileage.evaluation.stats import StatsError, headline_metrics, per_problem_s
 
 
 INTERVAL = "95% two-level bootstrap (seeds, then problems within them)"
+FEW_SEEDS = 3  # up to this many seeds a resample of them takes at most 10 distinct values
 
+
+def few_seeds_note(n_seeds: int) -> str | None:
+    """With few seeds, plainly: the interval cannot measure seed-to-seed variation (None with more seeds)."""
+    if 1 < n_seeds <= FEW_SEEDS:
+        return (f"With {n_seeds} seeds the across-seed part of these intervals is not informative: resampling "
+                f"{n_seeds} runs cannot measure how much whole training runs vary; read them as over problems, and "
+                f"run more seeds (`mileage power`) to measure it.")
+    return None
 
 class ReplicateError(ValueError):
     """Replicate summaries that cannot be aggregated (different datasets, k or problems)."""

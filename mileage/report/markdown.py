@@ -146,6 +146,14 @@ def scores_table(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def few_seeds_lines(summary: dict[str, Any]) -> list[str]:
+    """A plain statement under the scores of an aggregate over too few seeds for an across-seed interval."""
+    from mileage.evaluation.replicates import few_seeds_note
+
+    note = few_seeds_note(len(summary.get("seeds") or []))
+    return [note, ""] if note else []
+
+
 def provenance_section(provenance: dict[str, Any] | None) -> list[str]:
     """What ran: commit, revisions, data hashes, packages, hardware, wall time and the seeds."""
     if not provenance:
@@ -327,6 +335,7 @@ def render_report(
         "",
         *scores_table(summary),
         "",
+        *few_seeds_lines(summary),
         "## Per problem",
         "",
         *per_problem_table(summary),
