@@ -181,15 +181,3 @@ def platform_options(platform: str) -> list[str]:
     tags = [f"manylinux_2_{minor}_{arch}" for minor in range(newest, 4, -1)]
     tags += [f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}"]
     return [opt for tag in tags for opt in ("--platform", tag)]
-
-
-def glibc_floor(filenames: list[str]) -> tuple[tuple[int, int], str]:
-    """The newest manylinux_2_X tag among the chosen wheels: the glibc the environment needs, and which wheel."""
-    best, which = (2, 17), ""
-    legacy = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
-    for name in filenames:
-        floors = [(int(a), int(b)) for a, b in re.findall(r"manylinux_(\d+)_(\d+)_", name)]
-        floors += [v for k, v in legacy.items() if f"{k}_" in name]
-        if floors and min(floors) > best:  # a wheel tagged for several floors runs on the lowest
-            best, which = min(floors), name
-    return best, which
