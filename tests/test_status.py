@@ -152,6 +152,14 @@ def test_seeds_are_rows_named_as_the_results_tree_names_them(tmp_path):
     assert rows["demo/seeds/1"].state == "not started" and rows["demo/seeds/2"].rollout == 3
 
 
+def test_sweep_points_are_rows_named_as_the_results_tree_names_them(tmp_path):
+    config = write_config(tmp_path, lambda c: c["experiments"].update(
+        {"demo-lr": {"extends": "demo", "sweep": {"train.lr": [0.0002, 0.001]}}}))
+    rows = {s.experiment: s for s in statuses(config)}
+    assert set(rows) == {"demo", "demo-lr~train.lr=0.0002", "demo-lr~train.lr=0.001"}
+    assert rows["demo-lr~train.lr=0.001"].sweep_point == {"of": "demo-lr", "values": {"train.lr": 0.001}}
+
+
 def test_the_command_prints_a_table_or_json(tmp_path, capsys):
     config = write_config(tmp_path)
     fake_training(config, "demo", rollouts=2)
