@@ -30,6 +30,7 @@ from mileage.report.plots import (
     eval_intervals,
     eval_panels,
     final_score_points,
+    interval_note,
     metric_series,
     plot_final_scores,
     read_metrics,
@@ -140,9 +141,7 @@ def comparison_figures(dirs: dict[str, Path], summaries: dict[str, dict[str, Any
     written += plot_learning_curves(panels, outdir, style)
 
     datasets = sorted({s["dataset"] for s in summaries.values()})
-    seeds = {len(s.get("seeds") or []) for s in summaries.values()}
-    note = ("95% CI across seeds" if min(seeds) > 1 else "95% bootstrap CI over problems" if max(seeds) <= 1
-            else "95% CI across seeds (replicates) or over problems (one run)")
+    note = interval_note(list(summaries.values()))
     entries = [(legend[name], colors[name], final_score_points(summaries[name])) for name in names]
     written += plot_final_scores(entries, outdir, style, note=note, dataset=", ".join(datasets))
     if baseline is not None:

@@ -500,16 +500,34 @@ def plot_summary(
     ax.set_title(f"{summary['dataset']}", loc="left")
     score_axis(ax)
     handles, labels = ax.get_legend_handles_labels()
-    legend_outside(fig, handles, labels, title=f"error bars: {_interval_note(summary)}")
+    legend_outside(fig, handles, labels, title=f"error bars: {summary_interval_note(summary)}")
     return save_figure(fig, Path(outdir), name, resolved["formats"])
 
 
 _SIDE_LABELS = {"base": "base model", "final": "final checkpoint"}
 
 
-def _interval_note(summary: dict[str, Any]) -> str:
-    seeds = summary.get("seeds")
-    return f"95% CI across {len(seeds)} seeds" if seeds and len(seeds) > 1 else "95% bootstrap CI over problems"
+def interval_note(summaries: list[dict[str, Any]], side: str = "final") -> str:
+    """What the intervals of `side` in these summaries are: a replicate aggregate's own `interval` text (its
+    final scores: a two-level bootstrap over seeds and problems), otherwise one run's bootstrap over problems."""
+    notes = []
+    for summary in summaries:
+        entry = ((summary.get(side) or {}).get("metrics") or {}).get(f"avg@{summary.get('k')}") or {}
+        seeds = summary.get("seeds") or []
+        text = entry.get("interval") if side == "final" and len(seeds) > 1 else None
+        text = text or ("95% CI across seeds" if side == "final" and len(seeds) > 1
+                        else "95% bootstrap CI over problems")
+        if text not in notes:
+            notes.append(text)
+    if len(notes) == 1:
+        return notes[0]
+    return "; ".join(f"{note} ({'seeds' if 'seed' in note else 'one run'})" for note in notes)
+
+
+def summary_interval_note(summary: dict[str, Any]) -> str:
+    """The intervals of one summary's figures: the same for both sides, or each side's."""
+    final, base = interval_note([summary], "final"), interval_note([summary], "base")
+    return final if final == base else f"final: {final}; base: {base}"
 
 
 def final_score_points(summary: dict[str, Any], side: str = "final") -> list[tuple[str, float, float | None, float | None]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from matplotlib.lines import Line2D
 
+from mileage.report.plots import interval_note
 from mileage.report.style import is_number, legend_outside, new_figure, palette_colors, save_figure, score_axis
 
 
@@ -103,9 +104,7 @@ def plot_sweep(of: str, names: list[str], sweeps: dict[str, dict[str, Any]], sum
     dataset = {summaries[n]["dataset"] for n in names}
     ax.set_title(f"sweep {of} on {', '.join(sorted(dataset))}", loc="left")
     score_axis(ax)
-    seeds = {len(summaries[n].get("seeds") or []) for n in names}
-    note = ("95% CI across seeds" if min(seeds) > 1 else
-            "95% bootstrap CI over problems" if max(seeds) <= 1 else "95% CI: across seeds, or over problems for one run")
+    note = interval_note([summaries[n] for n in names])
     legend_outside(fig, handles, labels, title=f"error bars: {note}")
     return save_figure(fig, outdir, f"sweep_{of}", style["formats"])
 

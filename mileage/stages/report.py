@@ -51,11 +51,13 @@ def replicates_note(summary: dict) -> list[str]:
     seeds = summary.get("seeds")
     if not seeds or "per_seed" not in summary:
         return []
+    from mileage.report.plots import interval_note
+
     avg = f"avg@{summary['k']}"
     per_seed = ", ".join(f"seed {s}: {summary['per_seed'][str(s)]['final'][avg]:.3f}" for s in seeds)
     return [
         f"**Replicates**: {len(seeds)} seeds ({', '.join(map(str, seeds))}), each in `seeds/<n>/` with its own report.",
-        "Here the final scores are the mean over seeds with a 95% Student-t interval across seeds (not over problems);",
+        f"Here the final scores are the mean over seeds with a {interval_note([summary])};",
         "base is the one shared base model's evaluation (bootstrap over problems); Δ is paired over problems x seeds.",
         f"Final avg@{summary['k']} per seed: {per_seed}.",
     ]
@@ -91,14 +93,12 @@ def base_points(summary: dict) -> dict[str, tuple]:
 def summary_figures(data: dict, outdir: Path, style: dict, color_index: int, suffix: str = "") -> list[Path]:
     """pass@k and the final-scores figure (base in grey, final in the experiment's colour) of one summary, named
     `pass_at_k<suffix>`, `final_scores<suffix>`."""
-    from mileage.report.plots import experiment_color, final_score_points, plot_final_scores
+    from mileage.report.plots import experiment_color, final_score_points, plot_final_scores, summary_interval_note
     from mileage.report.style import resolve_style
 
     color = experiment_color(resolve_style(style), color_index)
     written = plot_summary(data, outdir, style, color_index=color_index, name=f"pass_at_k{suffix}")
-    seeds = data.get("seeds") or []
-    note = (f"final: 95% CI across {len(seeds)} seeds; base: 95% bootstrap CI" if len(seeds) > 1
-            else "95% bootstrap CI over problems")
+    note = summary_interval_note(data)
     entries = [("base model", "0.55", final_score_points(data, "base")),
                ("final checkpoint", color, final_score_points(data))]
     return written + plot_final_scores(entries, outdir, style, name=f"final_scores{suffix}", note=note,
