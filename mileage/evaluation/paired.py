@@ -6,9 +6,10 @@ seeds; then
 - the interval is a percentile bootstrap of the mean difference: with one run a side, scipy's paired bootstrap
   over problems; with seeds, a two-level bootstrap (each side's seeds drawn with replacement, then the problems,
   the same draw for both sides), so seed-to-seed variation of whole training runs widens it;
-- the p-value is scipy's sign-flip test over problems (permutation_test, permutation_type='samples' on one
-  sample: each problem's difference keeps or flips its sign), two-sided, exact over every sign pattern when
-  2**problems <= n_resamples; otherwise its floor is 2 / (n_resamples + 1) (`p_resolution`);
+- the p-value is the two-sided sign-flip test over problems (each problem's difference keeps or flips its sign):
+  scipy's permutation_test (permutation_type='samples') enumerating every sign pattern when 2**problems <=
+  n_resamples; otherwise random patterns by scipy's definition, computed for all rows in one matrix product
+  (`_sign_flip`), with the floor 2 / (n_resamples + 1) (`p_resolution`);
 - `mde80` is the smallest true difference the design detects with 80% power at alpha 0.05, from the
   bootstrap's standard error (`mde`);
 - the probability of improvement is rliable's: per problem P(b > a) + 0.5 P(b = a) over every pair of b's and a's
@@ -113,14 +114,31 @@ def _mean(values: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _sign_flip(diffs: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Two-sided sign-flip p-value of each row's mean (rows, problems); exact over every sign pattern when
-    2**problems <= n_resamples (scipy's rule)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        flip = scipy.stats.permutation_test((diffs,), np.mean, axis=-1, permutation_type="samples",
-                                            vectorized=True, n_resamples=n_resamples, alternative="two-sided",
-                                            rng=rng)
-    return np.atleast_1d(flip.pvalue)
+    """Two-sided sign-flip p-value of each row's mean (rows, problems). Exact over every sign pattern when
+    2**problems <= n_resamples (scipy's permutation_test enumerates them); otherwise the same test with
+    `n_resamples` random sign patterns shared by every row, by scipy's definition ((count + 1) / (n + 1) per tail,
+    twice the smaller, capped at 1) in one matrix product: scipy's call costs about 30 times as much at the scale
+    of a sweep (benchmarks/compare_scale.py)."""
+    problems = diffs.shape[-1]
+    if problems < 63 and 2 ** problems <= n_resamples:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            flip = scipy.stats.permutation_test((diffs,), np.mean, axis=-1, permutation_type="samples",
+                                                vectorized=True, n_resamples=n_resamples, alternative="two-sided",
+                                                rng=rng)
+        return np.atleast_1d(flip.pvalue)
+    signs = 1.0 - 2.0 * rng.integers(0, 2, (n_resamples, problems))
+    observed = diffs.sum(axis=-1) / problems
+    tolerance = 1e-12 + 100 * np.finfo(float).eps * np.abs(observed)  # ties of sums taken in another order
+    p_values = np.empty(len(diffs))
+    rows = max(1, _BATCH_ELEMENTS // n_resamples)
+    for start in range(0, len(diffs), rows):
+        part = slice(start, start + rows)
+        null = signs @ diffs[part].T / problems  # (resamples, rows)
+        less = ((null <= observed[part] + tolerance[part]).sum(axis=0) + 1) / (n_resamples + 1)
+        greater = ((null >= observed[part] - tolerance[part]).sum(axis=0) + 1) / (n_resamples + 1)
+        p_values[part] = np.minimum(1.0, 2 * np.minimum(less, greater))
+    return p_values
 
 
 def _resampled(diffs: np.ndarray, n_resamples: int, seed: int) -> tuple[np.ndarray, ...]:
@@ -218,10 +236,8 @@ def paired_tests(pairs: Sequence[tuple[Any, Any]], *, n_resamples: int = N_RESAM
             continue
         # Seeds on a side: resample the seeds of each side, then the problems (shared, so they stay paired).
         (weights_a, weights_b), problem_weights = two_level_draws((seeds_a, seeds_b), size, n_resamples, seed)
-        rows = max(1, _BATCH_ELEMENTS // (n_resamples * size))
-        ps = np.concatenate([_sign_flip(np.stack([prepared[i][2] for i in indices[start:start + rows]]),
-                                        n_resamples, np.random.Generator(np.random.PCG64(seed)))
-                             for start in range(0, len(indices), rows)])
+        ps = _sign_flip(np.stack([prepared[i][2] for i in indices]), n_resamples,
+                        np.random.Generator(np.random.PCG64(seed)))
         means_b = resampled_means(np.stack([prepared[i][1] for i in indices]), weights_b, problem_weights)
         means_a = resampled_means(np.stack([prepared[i][0] for i in indices]), weights_a, problem_weights)
         for row, (index, p) in enumerate(zip(indices, ps)):
