@@ -96,6 +96,10 @@ def components(scores: np.ndarray, samples: int) -> Variance:
     # The seed mean square has seeds - 1 degrees of freedom: its upper bound is the chi-square one.
     upper_ms = ms_seed * (seeds - 1) / scipy.stats.chi2.ppf(1 - UPPER_CONFIDENCE, seeds - 1)
     seed_upper = max(seed, (upper_ms - ms_residual) / problems)
+    if seeds < 5:
+        notes.append(f"{seeds} seeds measure the seed-to-seed variation poorly: the plan uses its 80% upper bound "
+                     f"(sd {100 * math.sqrt(seed_upper):.1f} points; estimate {100 * math.sqrt(seed):.1f}), so a "
+                     f"pilot with more seeds will likely propose fewer")
     return Variance(seed, seed_problem, sample, problems, tuple(notes), seed_upper)
 
 
