@@ -158,6 +158,9 @@ def test_report_without_metrics_says_not_logged(tmp_path: Path) -> None:
 def test_report_links_figures_relative_to_itself(tmp_path: Path) -> None:
     report_dir = tmp_path / "results" / "demo" / "report"
     figures = [str(report_dir / "reward.png"), str(report_dir / "reward.pdf"), str(report_dir / "figs" / "eval.pdf")]
+    for figure in figures:  # the HTML page embeds them: they must exist
+        Path(figure).parent.mkdir(parents=True, exist_ok=True)
+        Path(figure).write_bytes(b"stand-in")
     out = report_dir / "report.md"
     write_report(make_summary(), tmp_path / "metrics", out, figures, "t")
     text = out.read_text(encoding="utf-8")
@@ -171,8 +174,11 @@ def test_report_links_cwd_relative_figures_relative_to_itself(tmp_path: Path, mo
     # The pipeline passes paths relative to the working directory (results/<exp>/report/figures/...).
     monkeypatch.chdir(tmp_path)
     out = Path("results/demo/report/report.md")
-    write_report(make_summary(), tmp_path / "metrics", out,
-                 ["results/demo/report/figures/reward.png", "results/demo/report/figures/reward.pdf"], "t")
+    figures = ["results/demo/report/figures/reward.png", "results/demo/report/figures/reward.pdf"]
+    for figure in figures:  # the HTML page embeds them: they must exist
+        Path(figure).parent.mkdir(parents=True, exist_ok=True)
+        Path(figure).write_bytes(b"stand-in")
+    write_report(make_summary(), tmp_path / "metrics", out, figures, "t")
     text = out.read_text(encoding="utf-8")
     assert "![reward](figures/reward.png) ([pdf](figures/reward.pdf))" in text, text
     assert "results/" not in text
