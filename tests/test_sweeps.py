@@ -132,3 +132,11 @@ def test_demo_plus_a_two_point_two_seed_sweep_schedules_five_trainings(tmp_path)
     jobs = planned_jobs(repo)
     assert jobs["train"] == 5 and jobs["demo_model"] == 1 and jobs["warm_start"] == 1 and jobs["eval_base"] == 1
     assert jobs["aggregate"] == 2 and jobs["compare"] == 1
+
+
+def test_a_point_and_its_seeds_name_valid_ray_jobs():
+    from mileage.launch.ray_job import new_job_id
+    from mileage.stages.runner import ray_job_prefix
+
+    for name in ("demo-lr~train.lr=0.001/seeds/2", "grid~data.train.demo.operations=+,-~rollout.reward=math"):
+        assert new_job_id(ray_job_prefix(name)).startswith("demo-lr-train.lr-0.001-seeds-2-"[:8])

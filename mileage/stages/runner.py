@@ -9,6 +9,8 @@ secrets a job may see, its log and its run-directory lock are decided in one pla
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,6 +19,12 @@ from mileage.launch.local_job import run_here
 from mileage.launch.ray_cluster import cluster_spec, ray_cluster
 from mileage.launch.ray_job import run_job
 from mileage.secrets import job_secret_names
+
+
+def ray_job_prefix(name: str) -> str:
+    """A run's name as a Ray submission id prefix, which takes letters, digits, `_`, `.` and `-`: a replicate
+    `<exp>/seeds/<n>` and a sweep point `<exp>~key=value` included."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", name)
 
 
 def run_spec(job: JobSpec, params: Mapping[str, Any], log: Path, job_id_prefix: str,
@@ -32,5 +40,5 @@ def run_spec(job: JobSpec, params: Mapping[str, Any], log: Path, job_id_prefix: 
     spec = cluster_spec(params["ray"], params["resources"]["gpus"], job_secret_names(params))
     with ray_cluster(spec) as address:
         run_job(address, job.entrypoint, job.runtime_env, log,
-                job_id_prefix=job_id_prefix.replace("/", "-"),  # a replicate: <exp>/seeds/<n>
+                job_id_prefix=ray_job_prefix(job_id_prefix),
                 metadata=dict(metadata or {}), lock_dir=lock_dir)
