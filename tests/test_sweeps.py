@@ -139,4 +139,5 @@ def test_a_point_and_its_seeds_name_valid_ray_jobs():
     from mileage.stages.runner import ray_job_prefix
 
     for name in ("demo-lr~train.lr=0.001/seeds/2", "grid~data.train.demo.operations=+,-~rollout.reward=math"):
-        assert new_job_id(ray_job_prefix(name)).startswith("demo-lr-train.lr-0.001-seeds-2-"[:8])
+        assert new_job_id(ray_job_prefix(name)).startswith(ray_job_prefix(name) + "-")
+    assert ray_job_prefix("demo-lr~train.lr=0.001/seeds/2") == "demo-lr-train.lr-0.001-seeds-2"
