@@ -238,10 +238,13 @@ def paired_tests(pairs: Sequence[tuple[Any, Any]], *, n_resamples: int = N_RESAM
         (weights_a, weights_b), problem_weights = two_level_draws((seeds_a, seeds_b), size, n_resamples, seed)
         ps = _sign_flip(np.stack([prepared[i][2] for i in indices]), n_resamples,
                         np.random.Generator(np.random.PCG64(seed)))
-        means_b = resampled_means(np.stack([prepared[i][1] for i in indices]), weights_b, problem_weights)
-        means_a = resampled_means(np.stack([prepared[i][0] for i in indices]), weights_a, problem_weights)
-        for row, (index, p) in enumerate(zip(indices, ps)):
-            results[index] = (*_percentile_interval(means_b[row] - means_a[row]), float(p))
+        rows = max(1, _BATCH_ELEMENTS // (n_resamples * size))  # bounds the (resamples, rows x problems) product
+        for start in range(0, len(indices), rows):
+            batch = indices[start:start + rows]
+            means_b = resampled_means(np.stack([prepared[i][1] for i in batch]), weights_b, problem_weights)
+            means_a = resampled_means(np.stack([prepared[i][0] for i in batch]), weights_a, problem_weights)
+            for row, index in enumerate(batch):
+                results[index] = (*_percentile_interval(means_b[row] - means_a[row]), float(ps[start + row]))
     tests = []
     for (a, b, diff), (low, high, se, p_value) in zip(prepared, results):
         exact, floor = p_resolution(int(a.shape[1]), n_resamples)
