@@ -2,8 +2,8 @@
 
 Times what the pipeline does with such results: one summary (base and final, bootstrap intervals, votes by the
 reward's equivalence, format-free accuracy, paired final minus base) per experiment and seed, the across-seed
-interval of every metric, and the paired test of every pair of experiments over problems x seeds (the
-functions the pipeline's rules call). Target: < 10 s.
+interval of every metric, and the paired test of every experiment against the baseline (the first) over
+problems x seeds (the functions the pipeline's rules call; benchmarks/compare_scale.py times a 50-point sweep). Target: < 10 s.
 The time printed is machine-specific; the counts are not.
 
     .venv/bin/python benchmarks/stats_aggregation.py
@@ -50,7 +50,7 @@ def main() -> None:
     # ... each experiment's aggregate over its seeds (across-seed intervals, paired over problems x seeds), ...
     aggregates = {name: aggregate_summaries(name, list(range(SEEDS)), ss) for name, ss in summaries.items()}
     t_aggregates = time.perf_counter() - wall - t_summaries
-    # ... and results/compare/paired.tsv: every pair of experiments over problems x seeds.
+    # ... and results/compare/paired.tsv: each experiment against the baseline over problems x seeds.
     names = list(summaries)
     rows, refusals = paired_rows(names, aggregates, {n: [s["final"] for s in ss] for n, ss in summaries.items()})
     elapsed, cpu = time.perf_counter() - wall, time.process_time() - cpu
