@@ -30,14 +30,14 @@ def test_malformed_dataset_row_names_file_and_line(demo_copy):
     good = '{"prompt": [{"role": "user", "content": "1 + 1?"}], "label": "2"}'
     bad.write_text(f"{good}\n{good}\n{{not json\n{good}\n")
     edit_config(repo, lambda c: c["experiments"]["demo"]["data"].update(eval={"name": "mine", "source": "file", "path": "data/broken.jsonl"}))
-    proc = snakemake(repo, "results/demo/eval/arith/base.samples.jsonl", check=False)
+    proc = snakemake(repo, "results/demo/eval/mine/base.samples.jsonl", check=False)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "broken.jsonl:line 3: not valid JSON" in text, text[-3000:]
     assert not list((repo / "results" / "cache").glob("file-data/*.jsonl"))
     # A missing label is named too.
     bad.write_text(f"{good}\n" + '{"prompt": "2 + 2?"}\n')
-    proc = snakemake(repo, "results/demo/eval/arith/base.samples.jsonl", check=False)
+    proc = snakemake(repo, "results/demo/eval/mine/base.samples.jsonl", check=False)
     assert "broken.jsonl:line 2: missing key 'label'" in proc.stdout + proc.stderr
 
 
