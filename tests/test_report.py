@@ -327,3 +327,25 @@ def test_a_two_seed_report_says_its_across_seed_interval_is_not_informative(tmp_
     summary["seeds"] = [1, 2]
     write_report(summary, tmp_path / "metrics", out, [], "two seeds")
     assert "With 2 seeds the across-seed part of these intervals is not informative" in out.read_text(encoding="utf-8")
+
+
+def test_an_unknown_compare_baseline_is_an_error_naming_the_key() -> None:
+    import yaml
+
+    from mileage.config import ExperimentResolver
+    from mileage.errors import ConfigError
+    from mileage.stages.params import comparison_design
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["experiments"]["demo-lr"] = {"extends": "demo", "train": {"lr": 0.001}}
+    config["compare"] = {"baseline": "demo-lr", "pairs": "all"}
+    resolver = ExperimentResolver(config, base_dir=root)
+    experiments = resolver.resolve_all()
+    design = comparison_design(experiments, resolver.config)
+    assert design["baseline"] == "demo-lr" and design["pairs"] == "all"
+    assert design["changes"]["demo-lr"] == "baseline" and design["changes"]["demo"].startswith("train.lr 0.001 ->")
+    config["compare"]["baseline"] = "nope"
+    resolver = ExperimentResolver(config, base_dir=root)
+    with pytest.raises(ConfigError, match="compare.baseline: no experiment 'nope'"):
+        comparison_design(resolver.resolve_all(), resolver.config)
