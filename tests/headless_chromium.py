@@ -216,8 +216,10 @@ def check_report(report: Path, screenshots: Path | None = None) -> dict[str, lis
                     for frame in browser.frames():
                         if frame["id"] in before:
                             continue
-                        try:
-                            if browser.evaluate_in_frame(frame["id"], "document.readyState") == "complete":
+                        try:  # an iframe starts as a complete about:blank: wait for the result's own document
+                            state = browser.evaluate_in_frame(frame["id"], "[location.href.slice(0, 11), "
+                                                                           "document.readyState]")
+                            if state[0] != "about:blank" and state[1] == "complete":
                                 return browser.evaluate_in_frame(frame["id"], IMAGES_JS)
                         except BrowserError:  # the frame was replaced while we asked: ask the next one
                             continue
