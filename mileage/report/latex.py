@@ -18,8 +18,7 @@ from typing import Any, Sequence
 from mileage.report.style import is_number
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
-            ">": r"\textgreater{}"}
+            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": "$<$", ">": "$>$"}
 _BREAK_AFTER = set("~=./-_:,")
 
 
@@ -34,7 +33,7 @@ def breakable(text: Any) -> str:
 
 def change_note(text: Any) -> str:
     """What an experiment changes (`train.lr 0.0005 -> 0.001`) as LaTeX, the arrow an arrow."""
-    return breakable(text).replace(r"-\allowbreak{}\textgreater{}", r"$\to$")
+    return breakable(text).replace(r"-\allowbreak{}$>$", r"$\to$")
 
 
 def label(*parts: str) -> str:
