@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline_helpers import DEMO_SECRETS, edit_config, planned_jobs, snakemake
 
@@ -97,20 +98,20 @@ def test_a_copy_of_the_finished_demo_plans_nothing(demo_copy):
     assert planned_jobs(demo_copy) == {}
 
 
-def test_plot_style_edit_reruns_plots_only(demo_copy):
+def test_plot_style_edit_reruns_figures_and_the_pages_showing_them_only(demo_copy):
     edit_config(demo_copy, lambda c: c["plots"].update(palette="deep"))
-    assert set(planned_jobs(demo_copy)) == {"plots", "compare", "all"}
+    assert set(planned_jobs(demo_copy)) == {"plots", "report", "compare", "all"}
 
 
 def test_final_eval_samples_edit_reruns_final_eval_report_and_plots(demo_copy):
     edit_config(demo_copy, lambda c: c["experiments"]["demo"]["final_eval"].update(n_samples_per_prompt=4))
-    assert set(planned_jobs(demo_copy)) == {"eval_final", "summarize", "report", "plots", "compare", "all"}
+    assert set(planned_jobs(demo_copy)) == {"eval_final", "summarize", "headline", "report", "plots", "compare", "all"}
 
 
 def test_learning_rate_edit_reruns_training_and_what_follows_only(demo_copy):
     edit_config(demo_copy, lambda c: c["experiments"]["demo"]["train"].update(lr=0.001))
     jobs = set(planned_jobs(demo_copy))
-    assert jobs == {"train", "metrics", "eval_final", "summarize", "report", "plots", "compare", "all"}
+    assert jobs == {"train", "metrics", "eval_final", "summarize", "headline", "report", "plots", "compare", "all"}
 
 
 def test_new_experiment_builds_only_its_jobs(demo_copy):
@@ -120,5 +121,39 @@ def test_new_experiment_builds_only_its_jobs(demo_copy):
     jobs = planned_jobs(demo_copy)
     # Its own chain and the comparison; the demo model, datasets, warm start and the base evaluation of the
     # shared warm-started model are reused (base_samples only copies it under the new name).
-    assert set(jobs) == {"train", "metrics", "base_samples", "eval_final", "summarize", "report", "plots", "compare", "all"}
+    assert set(jobs) == {"train", "metrics", "base_samples", "eval_final", "summarize", "headline", "report", "plots",
+                         "compare", "all"}
     assert all(count == 1 for count in jobs.values())
+
+
+def test_a_yaml_rewritten_with_the_same_values_plans_nothing(demo_copy):
+    path = demo_copy / "config" / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump(config, sort_keys=True, default_flow_style=True, width=80))  # another order, style
+    assert planned_jobs(demo_copy) == {}
+
+
+def test_adding_an_evaluation_set_evaluates_it_and_trains_nothing(demo_copy):
+    sub = {"name": "sub", "source": "demo", "demo": {"n_problems": 8, "seed": 3, "operations": ["-"]}}
+    edit_config(demo_copy, lambda c: c["experiments"]["demo"]["data"].update(
+        eval=[c["experiments"]["demo"]["data"]["eval"], sub]))
+    assert planned_jobs(demo_copy) == {"demo_dataset": 1, "eval_base": 1, "base_samples": 1, "eval_final": 1,
+                                       "summarize": 1, "report": 1, "plots": 1, "all": 1}
+
+
+def test_a_sweep_point_trains_evaluates_and_joins_the_comparison(demo_copy):
+    """A sweep's points run end to end beside the finished demo (short: two rollouts), sharing its model, data,
+    warm start and base evaluation; the comparison takes them as experiments."""
+    edit_config(demo_copy, lambda c: c["experiments"].update(
+        {"short": {"extends": "demo", "sweep": {"rollout.num_rollout": [2]}, "train": {"save_interval": 2},
+                   "eval": {"interval": 1}}}))
+    point = "short~rollout.num_rollout=2"
+    jobs = planned_jobs(demo_copy)
+    assert jobs["train"] == 1 and "eval_base" not in jobs and "warm_start" not in jobs
+    snakemake(demo_copy, timeout=1800)
+    results = demo_copy / "results"
+    summary = json.loads((results / point / "report" / "summary.json").read_text())
+    assert summary["experiment"] == point
+    scores = (results / "compare" / "final_scores.tsv").read_text()
+    assert f"\n{point}\t" in scores and "\ndemo\t" in scores
+    assert planned_jobs(demo_copy) == {}
