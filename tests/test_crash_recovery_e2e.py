@@ -1,6 +1,7 @@
 """The README's "After a crash", run for real: Ctrl-C needs nothing; after Snakemake itself was SIGKILLed the
 same command stops on Snakemake's directory lock, and `snakemake --unlock` then the same command finishes,
-resuming from the last checkpoint, with nothing deleted on the way."""
+resuming from the last checkpoint, with nothing deleted on the way. It starts from a copy of the session's
+finished demo (tests/conftest.py) with its runs forgotten and its caches (demo model and data) kept."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_helpers import SNAKEMAKE, copy_repo, edit_config, snakemake
+from pipeline_helpers import SNAKEMAKE, edit_config, keep_only_caches, snakemake
 from test_resume_e2e import TARGET, checkpoints, job_processes, rollout_steps
 
 pytestmark = pytest.mark.slow
@@ -69,8 +70,9 @@ def files_under(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
 
 
-def test_after_ctrl_c_and_after_a_kill_the_readme_commands_recover(tmp_path):
-    repo = copy_repo(tmp_path / "repo")
+def test_after_ctrl_c_and_after_a_kill_the_readme_commands_recover(demo_copy, tmp_path):
+    repo = demo_copy
+    keep_only_caches(repo)
     edit_config(repo, shorten)
     run = repo / "results" / "demo" / "run"
     spec = (run / "job.json").resolve()

@@ -1,5 +1,8 @@
 """Long runs: SIGKILL the training job midway, run the same command again, and it continues from the last
-checkpoint; a changed training configuration starts afresh and keeps the old run; nothing is deleted."""
+checkpoint; a changed training configuration starts afresh and keeps the old run; nothing is deleted.
+
+Both start from a copy of the session's finished demo (tests/conftest.py) with its runs forgotten and its caches
+kept: the training is from scratch, the demo model, data and warm start are not built again."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import yaml
 from mileage.attempts import read_attempts
 from mileage.provenance import for_experiment
 from mileage.status import statuses
-from pipeline_helpers import SNAKEMAKE, copy_repo, edit_config, snakemake
+from pipeline_helpers import SNAKEMAKE, copy_finished, edit_config, keep_only_caches, snakemake
 from run_checks import assert_terminal_informs
 
 pytestmark = pytest.mark.slow
@@ -57,8 +60,9 @@ def checkpoints(run: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    repo = copy_repo(tmp_path_factory.mktemp("resume"))
+def repo(finished_demo, tmp_path_factory):
+    repo = copy_finished(finished_demo, tmp_path_factory.mktemp("resume") / "repo")
+    keep_only_caches(repo)
     edit_config(repo, shorten)
     return repo
 
