@@ -212,26 +212,32 @@ def legend_outside(fig: plt.Figure, handles: Sequence[Any], labels: Sequence[str
                    where: str = "lower") -> Any:
     """A figure legend above (`where="upper"`) or below (`"lower"`) the axes, never on the data: constrained
     layout makes room for it, and the figure grows by the legend's height so the plot keeps its size. As many
-    columns as the labels' widths fit in the figure's width; a label wider than the figure is wrapped onto several
-    lines rather than cut at the figure's edge."""
+    columns as fit the figure's width (measured); a label wider than the figure is wrapped onto several lines
+    rather than cut at the figure's edge."""
     import textwrap
 
     if not handles:
         return None
-    size = matplotlib.rcParams["legend.fontsize"]
-    font_pt = float(size) if isinstance(size, (int, float)) else MIN_FONT_PT
-    char_pt, handle_pt = 0.56 * font_pt, 4.0 * font_pt  # DejaVu Sans averages ~0.56 em per character
-    width_pt = fig.get_figwidth() * 72.0 - 8.0
-    fits = max(12, int((width_pt - handle_pt) // char_pt))
-    labels = [textwrap.fill(label, fits) if len(label) > fits else label for label in labels]
-    widest = max(len(line) for label in labels for line in label.splitlines()) * char_pt + handle_pt
-    ncols = max(1, min(len(handles), int(width_pt // widest)))
-    if title and len(title) > fits:
-        title = textwrap.fill(title, fits)
-    legend = fig.legend(handles, labels, loc=f"outside {where} center", ncols=ncols, title=title,
-                        handlelength=1.6, columnspacing=1.2)
+    renderer = fig.canvas.get_renderer()
+    room = fig.get_figwidth() * fig.dpi * 0.98
+    labels, ncols, legend = list(labels), len(handles), None
+    for _ in range(12):  # fewer columns, then wrapped labels, until the legend fits the figure's width
+        if legend is not None:
+            legend.remove()
+        legend = fig.legend(handles, labels, loc=f"outside {where} center", ncols=ncols, title=title,
+                            handlelength=1.6, columnspacing=1.2)
+        width = legend.get_window_extent(renderer=renderer).width
+        if width <= room:
+            break
+        if ncols > 1:
+            ncols = max(1, int(ncols * room / width))
+            continue
+        longest = max(len(line) for text in [*labels, title or ""] for line in text.splitlines())
+        fits = max(12, int(longest * room / width) - 2)
+        labels = [textwrap.fill(" ".join(label.split()), fits) for label in labels]
+        title = textwrap.fill(" ".join(title.split()), fits) if title else title
     # The figure grows by the legend's height, so the axes keep the size the style gives them.
-    height = legend.get_window_extent(renderer=fig.canvas.get_renderer()).height / fig.dpi
+    height = legend.get_window_extent(renderer=renderer).height / fig.dpi
     fig.set_figheight(fig.get_figheight() + height + 0.05)
     return legend
 
