@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_check.sh run [--cpu] [ARGS...]       # there: install them offline, run the checks
 #
 # `prepare` downloads, for CPython PYTHON_VERSION (default 3.12) on manylinux x86_64, the wheels of what the
-# checks import besides torch, at the versions constraints.txt locks, plus mileage's own wheel, into .whl/
+# checks import besides torch, at the versions constraints.txt locks, into .whl/
 # (git-ignored; it travels with the working tree) and fails if they exceed 64 MiB. `run` needs only python3 with
 # a CUDA torch and no network: it makes a venv that sees the machine's torch (--system-site-packages), installs
 # .whl/ into it with --no-index --no-deps, then runs
@@ -21,14 +21,16 @@ WHEELS=.whl
 LIMIT_MIB=64
 # What the checks import (the local engine's GRPO path, the reward, doctor's imports) and all they require,
 # read from the installed light environment (.venv); torch and what only a CUDA torch needs stay the host's.
-ROOTS=(trl transformers datasets accelerate math-verify jsonschema pyyaml packaging)
+ROOTS=(trl transformers datasets accelerate math-verify jsonschema pyyaml packaging tensorboard)
 # The lent GPU machines' image already holds these (/work/.library/device/KINDS.md, read 2026-11-17): not
 # carried, the host's version is used ...
 HOST_HAS=(aiohappyeyeballs aiohttp aiosignal anyio attrs certifi charset-normalizer click filelock frozenlist fsspec
     h11 hf-xet httpcore httpx idna jinja2 markdown-it-py markupsafe mdurl mpmath multidict networkx numpy pandas
     propcache psutil pyarrow pygments python-dateutil pyyaml regex requests rich setuptools shellingham six sympy
-    tqdm typer typing-extensions urllib3 xxhash yarl packaging)
-# ... except the libraries the engine's numbers depend on, carried at the light lock's versions.
+    tqdm typer typing-extensions urllib3 xxhash yarl packaging tensorboard tensorboard-data-server werkzeug markdown
+    grpcio protobuf absl-py pillow)
+# ... except the libraries the engine's numbers depend on, carried at the light lock's versions. mileage itself
+# is not installed: it is imported from this checkout (as the rule scripts do), so config/ is where it looks.
 OURS=(transformers tokenizers huggingface-hub safetensors accelerate trl datasets)
 
 closure() {  # the distributions ROOTS require, transitively, minus torch's CUDA stack: one name per line
@@ -62,7 +64,6 @@ prepare() {
     python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version "$py" --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         -d "$WHEELS" "${args[@]}"
-    python3 -m pip wheel --quiet --no-deps -w "$WHEELS" .
     local mib
     mib=$(du -sm "$WHEELS" | cut -f1)
     echo "gpu_check: $(ls "$WHEELS" | wc -l) wheels, ${mib} MiB in $WHEELS (limit ${LIMIT_MIB} MiB)"
@@ -76,17 +77,17 @@ run() {
     # and a venv made from it would not see its torch.
     local site="${GPU_CHECK_SITE:-/tmp/gpu-check-site}" out="${OUT:-/tmp}/gpu-check" repo="$PWD"
     python3 -c "import torch; print('gpu_check: host torch', torch.__version__, 'CUDA', torch.version.cuda)"
-    # From .whl/ alone: what the host lacks, and OURS and mileage at their versions over the host's.
+    # From .whl/ alone: what the host lacks, and OURS at their versions over the host's.
     local install=()
     for wheel in "$WHEELS"/*.whl; do
         name="$(basename "$wheel" | cut -d- -f1 | tr '_' '-' | tr '[:upper:]' '[:lower:]')"
-        if [[ " ${OURS[*]} mileage " == *" $name "* ]] || ! python3 -c \
+        if [[ " ${OURS[*]} " == *" $name "* ]] || ! python3 -c \
                 "import importlib.metadata as m, sys; m.version(sys.argv[1])" "$name" 2>/dev/null; then
             install+=("$wheel")
         fi
     done
     python3 -m pip install --quiet --no-index --no-deps --no-compile --upgrade --target "$site" "${install[@]}"
-    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+    export PYTHONPATH="$repo:$site${PYTHONPATH:+:$PYTHONPATH}"
     mkdir -p "$out"
     local status=0
     ( cd "$out" && python3 "$repo/benchmarks/gpu_check.py" --device "$device" "${layers[@]}" --out "$out/run" "$@" ) \
