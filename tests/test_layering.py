@@ -46,7 +46,6 @@ def test_the_schema_offers_exactly_the_registered_engines():
 
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
     assert sorted(schema["$defs"]["experiment"]["properties"]["engine"]["enum"]) == sorted(engines.ENGINE_NAMES)
-    assert sorted(engines.ENGINE_NAMES) == sorted(ENGINE_NAMES)
     for name in engines.ENGINE_NAMES:
         assert engines.get_engine(name).name == name
 
