@@ -16,7 +16,8 @@ from mileage.engines.miles.argv import MilesPaths, build_argv, eval_only_argv
 
 DEFAULT_MILES_DIR = "/root/miles"
 DEFAULT_MEGATRON_DIR = "/root/Megatron-LM"
-# miles' checkpoint -> HF converters per backend (tools/; convert_fsdp_to_hf.py read at a 2026 miles commit).
+# miles' checkpoint -> HF converters per backend (tools/; both read at v0.1.0, 78527b91: --input-dir, --output-dir,
+# --origin-hf-dir).
 EXPORT_TOOLS = {"megatron": "convert_torch_dist_to_hf.py", "fsdp": "convert_fsdp_to_hf.py"}
 
 
