@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write envs/miles.lock.txt: every pip package of the miles environment at one exact version.
 
-    python tools/lock/miles_env.py            # rewrite the lock (needs PyPI; about a minute)
+    python tools/lock/miles_env.py            # rewrite the lock (needs PyPI and uv==0.13.9; one to three minutes)
     python tools/lock/miles_env.py --check    # resolve again and fail if the lock would change
 
 What the environment asks for is what miles v0.1.0 and its image declare (read from its source at
@@ -10,9 +10,10 @@ from the PyPI metadata of SGLANG_METADATA_RELEASE, the release miles' Dockerfile
 lmsysorg/sglang:v0.5.16`, its line 14): the pinned commit's python/pyproject.toml cannot be read from the
 project's machines. They are rewritten for CUDA 12 exactly as miles' Dockerfile rewrites them for its CUDA 12
 image (lines 210-214), and the later pins of that Dockerfile are applied (nvidia-cutlass-dsl 4.6.2, line 302;
-flashinfer 0.6.15.post1, line 325). pip resolves the whole set against PyPI for CPython 3.12 on linux x86_64
-(`--platform`, `--python-version`), ignoring this machine's pip configuration, so the same PyPI gives the
-same file. What cannot come from PyPI is pinned by hand (HAND_PINNED, each with its reason) and marked so in
+flashinfer 0.6.15.post1, line 325). uv resolves the whole set against PyPI for CPython 3.12 on linux x86_64
+(`uv pip compile --python-platform`; pip's own resolver backtracked for over ten minutes here), ignoring this
+machine's pip and uv configuration, so the same PyPI gives the same file. torch's +cu128 wheels enter the
+resolve as metadata-only stand-ins (PyTorch's index is unreachable here). What cannot come from PyPI is pinned by hand (HAND_PINNED, each with its reason) and marked so in
 the lock.
 """
 
