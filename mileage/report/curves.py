@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from mileage.report.seed_bands import across_seeds, band_label
 from mileage.report.style import legend_outside, new_figure, save_figure, score_axis
 
 BAND_ALPHA = 0.2
@@ -46,7 +47,6 @@ class EvalCurve:
 def curve_stats(curve: EvalCurve) -> pd.DataFrame:
     """Per step: `mean`, `low`, `high` (the across-seed 95% interval, or one run's bootstrap interval; NaN when
     unknown)."""
-    from mileage.report.plots import across_seeds
 
     series = [s for s in curve.series if not s.empty]
     if not series:
@@ -106,7 +106,6 @@ def _k_text(ks: set[int | None]) -> str:
 
 def eval_key(curves: list[EvalCurve], drawn: dict[str, bool]) -> tuple[list[Any], list[str]]:
     """Legend entries for the line, its interval and the stand-alone points, each naming its k."""
-    from mileage.report.plots import band_label
 
     seed_counts = {len([s for s in c.series if not s.empty]) for c in curves}
     n_seeds = max(seed_counts, default=0)
