@@ -28,7 +28,7 @@ from typing import Callable, Mapping
 from mileage.atomic import write_json
 from mileage.config import fingerprint
 from mileage.digest import file_sha256
-from mileage.engines.contract import Checkpoint, Engine
+from mileage.engines.contract import Checkpoint, Engine, evaluated_rollouts
 from mileage.keys import identity_of, upgrade_added_keys
 from mileage.layout import cache_relative
 from mileage.metrics.events import MetricEvent, rollout_id_of
@@ -96,9 +96,7 @@ def _start(run_dir: Path, digest: str, identity: dict) -> RunPlan:
 
 def _evaluated_rollouts(run_dir: Path) -> set[int]:
     """Rollouts with in-training eval records (`eval_samples/<dataset>/rollout_<N>.jsonl`, every dataset)."""
-    by_dataset: dict[str, set[int]] = {}
-    for file in run_dir.glob("eval_samples/*/rollout_*.jsonl"):
-        by_dataset.setdefault(file.parent.name, set()).add(int(file.stem.removeprefix("rollout_")))
+    by_dataset = evaluated_rollouts(run_dir)
     return set.intersection(*by_dataset.values()) if by_dataset else set()
 
 

@@ -229,6 +229,14 @@ def eval_sample_files(run_dir: Path, dataset: str | None = None) -> list[Path]:
     return sorted(Path(run_dir).glob(pattern), key=lambda f: (f.parent.name, _rollout_of(f)))
 
 
+def evaluated_rollouts(run_dir: Path) -> dict[str, set[int]]:
+    """{dataset: the rollouts it has eval records of} in a run."""
+    by_dataset: dict[str, set[int]] = {}
+    for file in eval_sample_files(run_dir):
+        by_dataset.setdefault(file.parent.name, set()).add(_rollout_of(file))
+    return by_dataset
+
+
 def read_eval_samples(run_dir: Path, dataset: str | None = None) -> list[dict]:
     """Every eval sample a job wrote under `run_dir` (the one layout of every engine: the local engine writes it
     itself, miles through our eval hook), tagged with its dataset and rollout id, by dataset then rollout."""
