@@ -11,7 +11,7 @@
       forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f system);
 
       # The Python-side pins live in one place each: pyproject.toml for the light environment,
-      # mileage/engines/miles/pins.py (mirrored here and in envs/miles.yaml; tests/test_envs.py checks they agree)
+      # mileage/pins.py (mirrored here and in envs/miles.yaml; tests/test_envs.py checks they agree)
       # for the CUDA stack. nixpkgs' own Python packages are not used for them: nixpkgs 25.05 ships
       # other versions of snakemake/torch/transformers than the ones the project pins, so the shells
       # provide the interpreter and native libraries and uv installs the exact wheels into a venv.
