@@ -27,7 +27,8 @@ def finished_demo(tmp_path_factory) -> Path:
     if os.environ.get("MILEAGE_FINISHED_DEMO"):
         return Path(os.environ["MILEAGE_FINISHED_DEMO"])
     repo = copy_repo(tmp_path_factory.mktemp("finished-demo") / "repo")
-    snakemake(repo, "--resources", "gpu=1", timeout=1800, env=DEMO_SECRETS)
+    proc = snakemake(repo, "--resources", "gpu=1", timeout=1800, env=DEMO_SECRETS)
+    (repo.parent / "terminal.txt").write_text(proc.stdout + proc.stderr)  # what the user saw (test_pipeline_e2e)
     return repo
 
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from pipeline_helpers import DEMO_SECRETS, edit_config, planned_jobs, snakemake
+from run_checks import assert_status_done, assert_terminal_informs
 
 pytestmark = pytest.mark.slow
 
@@ -157,3 +158,11 @@ def test_a_sweep_point_trains_evaluates_and_joins_the_comparison(demo_copy):
     scores = (results / "compare" / "final_scores.tsv").read_text()
     assert f"\n{point}\t" in scores and "\ndemo\t" in scores
     assert planned_jobs(demo_copy) == {}
+
+
+def test_the_demo_run_prints_one_line_per_rollout_and_at_most_200_lines(demo):
+    terminal = demo.parent / "terminal.txt"
+    if not terminal.is_file():
+        pytest.skip("MILEAGE_FINISHED_DEMO names a tree built outside this session: its output was not kept")
+    assert_terminal_informs(terminal.read_text(), rollouts=range(30), max_lines=200)
+    assert_status_done(demo)

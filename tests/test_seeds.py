@@ -14,7 +14,7 @@ from mileage.config import ConfigError, ExperimentResolver, fingerprint
 from mileage.evaluation.replicates import ReplicateError, aggregate_summaries
 from mileage.evaluation.stats import summary_document
 from mileage.layout import Layout, expand_replicates, replicate_name
-from pipeline_helpers import ROOT, copy_repo, edit_config, planned_jobs, snakemake
+from pipeline_helpers import ROOT, copy_repo, edit_config, keep_only_caches, planned_jobs, snakemake
 
 CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
@@ -130,8 +130,10 @@ def test_replicates_on_different_problems_are_refused_naming_the_seeds():
 # ---- end to end ---------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_two_seed_demo_end_to_end(tmp_path):
-    repo = copy_repo(tmp_path / "repo")
+def test_two_seed_demo_end_to_end(demo_copy):
+    """From the finished demo's caches (its model, training data and warm start are reused), two short seeds."""
+    repo = demo_copy
+    keep_only_caches(repo)
 
     def short(config):
         demo = config["experiments"]["demo"]
@@ -139,7 +141,6 @@ def test_two_seed_demo_end_to_end(tmp_path):
         demo["rollout"].update(num_rollout=2)
         demo["train"].update(save_interval=2)
         demo["eval"].update(interval=1)
-        demo["warm_start"].update(n_examples=512)
         demo["eval"].update(n_samples_per_prompt=2)
         demo["base_eval"].update(n_samples_per_prompt=4)
         demo["final_eval"].update(n_samples_per_prompt=4)
@@ -149,6 +150,7 @@ def test_two_seed_demo_end_to_end(tmp_path):
                                                        "demo": {"n_problems": 4, "seed": 3, "operations": ["-"]}}]
         demo["eval"]["sets"] = ["arith", "sub"]  # both evaluated inside training too
     edit_config(repo, short)
+    base_evals = len(list((repo / "results" / "cache" / "base-eval").glob("*.samples.jsonl")))
     snakemake(repo, timeout=1800)
     results = repo / "results" / "demo"
     for seed in (1, 2):
@@ -175,6 +177,6 @@ def test_two_seed_demo_end_to_end(tmp_path):
     assert list((results / "seeds" / "1" / "run" / "tensorboard").glob("*tfevents*"))
     # The two seeds trained separately (their own run dirs), from one shared base evaluation.
     assert (results / "seeds" / "1" / "run").is_dir() and (results / "seeds" / "2" / "run").is_dir()
-    assert len(list((repo / "results" / "cache" / "base-eval").glob("*.samples.jsonl"))) == 2  # one per eval set
+    assert len(list((repo / "results" / "cache" / "base-eval").glob("*.samples.jsonl"))) == base_evals + 2  # a set each
     assert (repo / "results" / "compare" / "final_scores.tsv").read_text().count("\ndemo\t") == 1
     assert planned_jobs(repo) == {}
