@@ -21,7 +21,7 @@ import yaml
 
 from mileage.cluster import gpu_memory_default
 from mileage.batch import BatchIdentityError, batch_identity
-from mileage.engines import get_engine
+from mileage.engines import ENGINE_NAMES, get_engine
 from mileage.errors import ConfigError  # noqa: F401 - re-exported: mileage.config.ConfigError
 from mileage.eval_sets import check_set_names
 from mileage.sweeps import POINT_SEPARATOR, check_sweep, point_name, points, set_dotted
@@ -341,7 +341,10 @@ class ExperimentResolver:
                     raise ConfigError(f"{key}.path: file {data['path']} not found")
             elif data["source"] == "hf" and not data["repo"]:
                 raise ConfigError(f"{key}.repo: required when source is 'hf'")
-        for key, problem in secret_config_problems(exp, get_engine(exp["engine"]).free_form_keys):
+        # Every engine's free-form keys, whatever this experiment's engine: a token in a key its engine ignores
+        # still lands in the config copy that provenance and the results keep.
+        free_form = tuple(key for name in ENGINE_NAMES for key in get_engine(name).free_form_keys)
+        for key, problem in secret_config_problems(exp, free_form):
             raise ConfigError(f"{where}.{key}: {problem}")
         error, warning = remote_host_problem(exp["ray"]["host"], exp["ray"]["allow_remote"])
         if error:
