@@ -21,22 +21,15 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+from mileage.jsonl import append_line
+
 ATTEMPTS_NAME = "attempts.jsonl"
 # What a training job writes as it goes: the newest of them dates the end of an attempt that wrote no `end`.
 _WRITTEN_AS_IT_TRAINS = ("job.log", "events.jsonl")
 
 
 def _append(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True) + "\n"
-    with open(path, "a+b") as fh:
-        # A writer killed mid-line leaves no newline: start a fresh line so this record stays whole.
-        if fh.tell() > 0:
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) != b"\n":
-                line = "\n" + line
-        fh.write(line.encode("utf-8"))
-        fh.flush()
+    append_line(path, json.dumps(record, sort_keys=True))
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""Reading JSONL files strictly: every problem names the file and the 1-based line."""
+"""JSONL files: read strictly (every problem names the file and the 1-based line), appended crash-safe."""
 
 from __future__ import annotations
 
@@ -24,3 +24,18 @@ def iter_jsonl(path: str | os.PathLike, error: type[Exception] = ValueError) -> 
                 yield where, json.loads(line)
             except json.JSONDecodeError as err:
                 raise error(f"{where}: not valid JSON ({err.msg})") from None
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one JSON line and flush, so what a running job wrote survives its crash. A previous writer killed
+    mid-line leaves no newline: this line then starts on a fresh one, so it stays whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = line.rstrip("\n") + "\n"
+    with open(path, "a+b") as fh:
+        if fh.tell() > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                data = "\n" + data
+        fh.write(data.encode("utf-8"))
+        fh.flush()

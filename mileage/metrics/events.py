@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from mileage.atomic import atomic_path
+from mileage.jsonl import append_line
 
 KINDS: tuple[str, ...] = ("rollout", "train", "perf", "eval")
 
@@ -143,17 +144,7 @@ def read_events(path: str | os.PathLike, allow_partial_last_line: bool = False) 
 
 def append_event(path: str | os.PathLike, event: MetricEvent) -> None:
     """Append one event and flush, so a running engine's events survive a crash of the process."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = _dumps(event) + "\n"
-    with open(path, "a+b") as fh:
-        # A previous writer killed mid-line leaves no newline: start on a fresh line so this event stays whole.
-        if fh.tell() > 0:
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) != b"\n":
-                line = "\n" + line
-        fh.write(line.encode("utf-8"))
-        fh.flush()
+    append_line(path, _dumps(event))
 
 
 def write_events(path: str | os.PathLike, events: Iterable[MetricEvent]) -> None:
