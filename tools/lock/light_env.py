@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pip_resolve import normalise, resolve  # noqa: E402
+from pip_resolve import normalise, resolve, write_or_check  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "constraints.txt"
@@ -88,15 +88,7 @@ def main() -> int:
         print(f"{args.venv}: {'differs from' if problems else 'matches'} {args.out.name}")
         return 1 if problems else 0
     text = "\n".join(lock_lines()) + "\n"
-    if args.check:
-        if (args.out.read_text(encoding="utf-8") if args.out.exists() else "") != text:
-            print(f"{args.out} differs from a fresh resolve: run python tools/lock/light_env.py", file=sys.stderr)
-            return 1
-        print(f"{args.out}: up to date")
-        return 0
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out} ({len(text.splitlines())} lines)")
-    return 0
+    return write_or_check(args.out, text, "tools/lock/light_env.py", args.check)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pip_resolve import compile_for, normalise, requires_dist, stand_in_wheel  # noqa: E402
+from pip_resolve import compile_for, normalise, requires_dist, stand_in_wheel, write_or_check  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "envs" / "miles.lock.txt"
@@ -230,16 +230,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=LOCK)
     args = parser.parse_args()
     text = "\n".join(lock_lines()) + "\n"
-    if args.check:
-        current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
-        if current != text:
-            print(f"{args.out} differs from a fresh resolve: run python tools/lock/miles_env.py", file=sys.stderr)
-            return 1
-        print(f"{args.out}: up to date")
-        return 0
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out} ({len(text.splitlines())} lines)")
-    return 0
+    return write_or_check(args.out, text, "tools/lock/miles_env.py", args.check)
 
 
 if __name__ == "__main__":

@@ -181,3 +181,18 @@ def platform_options(platform: str) -> list[str]:
     tags = [f"manylinux_2_{minor}_{arch}" for minor in range(newest, 4, -1)]
     tags += [f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}"]
     return [opt for tag in tags for opt in ("--platform", tag)]
+
+
+def write_or_check(out, text: str, script: str, check: bool) -> int:
+    """Write the lock `text` to `out`, or with `check` say whether `out` already holds it (exit status 1 if not):
+    what both lock scripts end with."""
+    current = out.read_text(encoding="utf-8") if out.exists() else ""
+    if check:
+        if current != text:
+            print(f"{out} differs from a fresh resolve: run python {script}", file=sys.stderr)
+            return 1
+        print(f"{out}: up to date")
+        return 0
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out} ({len(text.splitlines())} lines)")
+    return 0
