@@ -64,7 +64,7 @@ class KeyDeclarationError(ValueError):
 @lru_cache(maxsize=1)
 def schema_leaves() -> tuple[str, ...]:
     """Every leaf of an experiment (`rollout.num_rollout`) and of the config sections rules read (`plots.dpi`).
-    A mapping without declared properties (`miles.sglang.extra`) is one leaf."""
+    A mapping without declared properties (an engine's free-form section, `sweep`) is one leaf."""
     schema = load_schema()
 
     def walk(node: dict, prefix: tuple[str, ...]) -> Iterable[str]:
