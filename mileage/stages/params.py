@@ -79,7 +79,7 @@ def rule_params(stage: str, name: str | None, exp: dict, config: dict, layout: L
 def compare_params(experiments: dict, config: dict) -> dict:
     """The comparison reads each experiment's in-training eval k, its display label, the figure style and, for the
     points of a sweep, the values that make each point (`sweeps`: {name: {"of", "values"}})."""
-    per_exp = {name: stage_params("compare", name, headline_view(exp), config)
+    per_exp = {name: stage_params("compare", name, view_of("compare", exp), config)
                for name, exp in sorted(experiments.items())}
     style = next(iter(per_exp.values()))["plots"] if per_exp else config["plots"]
     return {"plots": style, "eval_ks": {name: p["eval"]["n_samples_per_prompt"] for name, p in per_exp.items()},
