@@ -22,7 +22,7 @@ log="${TMPDIR:-/tmp}/mileage-test-time-$(date +%Y%m%dT%H%M%S).log"
 echo "make test on a fresh clone of $commit ($(nproc) cores) in $work/mileage; log: $log"
 start=$(date +%s)
 status=0
-(cd "$work/mileage" && PYTEST_ADDOPTS="--durations=40" make test) >"$log" 2>&1 || status=$?
+(cd "$work/mileage" && PYTEST_ADDOPTS="--durations=${DURATIONS:-40}" make test) >"$log" 2>&1 || status=$?
 end=$(date +%s)
 
 # pytest's last line: "=== N passed, M skipped in 612.34s (0:10:12) ==="
@@ -36,7 +36,7 @@ if [ -n "$pytest_s" ]; then
   echo "of which install (and pytest start): about $((total - ${pytest_s%.*})) s"
 fi
 echo "slowest tests:"
-sed -n '/slowest .*durations/,/^=/p' "$log" | head -30
+sed -n '/slowest .*durations/,/^=/p' "$log" | head -$(( ${DURATIONS:-40} + 5 ))
 if [ "${KEEP:-0}" != 1 ]; then
   rm -rf "$work"
 fi

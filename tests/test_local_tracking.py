@@ -4,6 +4,8 @@ with the same reader as miles' TensorBoard dirs), and W&B offline with no key.""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -46,3 +48,34 @@ def test_wandb_runs_offline_without_a_key_and_the_spec_never_holds_one(tmp_path,
         del os.environ["WANDB_API_KEY"]
     assert spec["tracking"] == {"wandb": True, "wandb_project": "p", "wandb_group": None}
     assert "sentinel-wandb-key" not in repr(spec)
+
+
+def _in_fresh_python(code: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip()
+
+
+def test_with_wandb_off_the_trainer_hides_it_so_transformers_never_imports_it():
+    """TRL imports wandb whenever transformers says it is available, and that import after torch cost 17 s of every
+    training start (mileage.engines.local.wandb_import)."""
+    pytest.importorskip("wandb")
+    out = _in_fresh_python(
+        "import sys\n"
+        "from mileage.engines.local.wandb_import import settle_wandb\n"
+        "settle_wandb(False)\n"
+        "from transformers.integrations import is_wandb_available\n"
+        "print(is_wandb_available(), sys.modules['wandb'])")
+    assert out == "False None"
+
+
+def test_with_wandb_on_the_trainer_imports_it_before_torch():
+    pytest.importorskip("wandb")
+    out = _in_fresh_python(
+        "import sys\n"
+        "from mileage.engines.local.wandb_import import settle_wandb\n"
+        "settle_wandb(True)\n"
+        "print(sys.modules['wandb'] is not None, 'torch' in sys.modules)\n"
+        "from transformers.integrations import is_wandb_available\n"
+        "print(is_wandb_available())")
+    assert out.split() == ["True", "False", "True"]

@@ -19,8 +19,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from mileage.engines.local.console import route_output
     from mileage.engines.local.grpo import load_spec, run_grpo
+    from mileage.engines.local.wandb_import import settle_wandb
 
     spec = load_spec(spec_path)
+    settle_wandb(bool((spec.get("tracking") or {}).get("wandb")))  # before torch: 15 s of every start (its docstring)
     # Before TRL is imported: its warnings and log records to the details log, one line per rollout here.
     details = route_output(spec["run_dir"])
     print(f"[mileage] training {spec.get('experiment', '')}: one line per rollout; TRL's per-step metrics and "
