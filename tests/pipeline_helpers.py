@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,3 +84,31 @@ def planned_jobs(repo: Path) -> dict[str, int]:
             break
         jobs[match.group(1)] = int(match.group(2))
     return jobs
+
+
+# ---- a training run as it goes: its rollouts, checkpoints and job processes ----------------------------------------
+
+def rollout_steps(events: Path) -> list[int]:
+    """The rollout ids of a run's events.jsonl, in file order."""
+    steps = []
+    for line in events.read_text().splitlines():
+        if line.strip():
+            event = json.loads(line)
+            if event["kind"] == "rollout":
+                steps.append(event["step"])
+    return steps
+
+
+def checkpoints(run: Path) -> list[str]:
+    return sorted(p.name for p in (run / "checkpoints").glob("checkpoint-*"))
+
+
+def job_processes(spec: Path) -> list[psutil.Process]:
+    """The live processes of the local training job of the run whose job spec is `spec` (the lifeline and the
+    trainer), not another pipeline's on the same machine."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "mileage.engines.local.job" in cmdline and str(spec) in cmdline:
+            found.append(proc)
+    return found
