@@ -9,17 +9,24 @@ CORES ?= all
 # The venv is rebuilt when the pins change. Every package comes at the version constraints.txt locks
 # (tools/lock/light_env.py writes it; `python tools/lock/light_env.py --venv .venv` compares a venv with it).
 # torch is locked to the CPU build; on a GPU box install the matching CUDA wheel of the same version first
-# (README: "GPU boxes").
+# (README: "GPU boxes"). --no-compile: Python writes bytecode on first import, for the modules a run uses;
+# compiling all of torch, ray and transformers up front was about 80 of the 130 s an install took here.
 LOCK := constraints.txt
-$(BIN)/.installed: pyproject.toml $(LOCK)
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile -c $(LOCK)
+define make_venv
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c $(LOCK) pip setuptools
-	$(BIN)/python -m pip install --quiet -c $(LOCK) -e .
+	$(PIP_INSTALL) pip setuptools
+	$(PIP_INSTALL) -e '.$(1)'
+endef
+
+$(BIN)/.installed: pyproject.toml $(LOCK)
+	$(call make_venv,)
 	touch $@
 
-$(BIN)/.installed-dev: $(BIN)/.installed pyproject.toml $(LOCK)
-	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
-	touch $@
+# One pip run for the project and its test tools (the project alone first would resolve everything twice).
+$(BIN)/.installed-dev: pyproject.toml $(LOCK)
+	$(call make_venv,[dev])
+	touch $(BIN)/.installed $@
 
 install: $(BIN)/.installed
 install-dev: $(BIN)/.installed-dev
@@ -27,8 +34,11 @@ install-dev: $(BIN)/.installed-dev
 demo: $(BIN)/.installed
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) --resources gpu=1
 
+# Two pytest-xdist workers, whole modules each (a module's pipeline fixture runs once), in collection order
+# (tests/conftest.py puts the modules that need the session's demo build last). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: $(BIN)/.installed-dev
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -ra
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 lint: $(BIN)/.installed-dev
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --lint

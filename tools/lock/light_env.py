@@ -2,6 +2,7 @@
 """Write constraints.txt: every package `make demo` and `make test` install, at one exact version.
 
     python tools/lock/light_env.py               # rewrite constraints.txt (resolves with pip; about a minute)
+    python tools/lock/light_env.py --upgrade     # the same, resolving every package afresh
     python tools/lock/light_env.py --check       # resolve again and fail if constraints.txt would change
     python tools/lock/light_env.py --venv .venv  # compare an installed venv with constraints.txt
 
@@ -11,6 +12,9 @@ setuptools as this machine's pip is set up: on the project's machines torch come
 (`2.13.0+cpu`) from the wheel the machine carries; elsewhere point pip at PyPI's CPU index for torch
 (PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu). The lock is for the interpreter that wrote it
 (its header says which); mileage itself (`-e .`) is not in it.
+
+A rewrite keeps every version the lock already holds (they constrain the resolve), so adding a dependency adds it
+and what it needs and moves nothing else; `--upgrade` lets every package move to what PyPI offers now.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ SELF = "mileage"
 TOOLS = ["pip", "setuptools"]
 
 
-def lock_lines() -> list[str]:
-    resolved = resolve([f"{REPO}[dev]", *TOOLS])
+def lock_lines(keep: dict[str, str] | None = None) -> list[str]:
+    """The lock's lines; `keep` (name -> version, a lock read back) holds those packages at their versions."""
+    resolved = resolve([f"{REPO}[dev]", *TOOLS], constraints=[f"{name}=={v}" for name, v in (keep or {}).items()])
     header = [
         "# The light environment (make demo / make test): every package the Makefile installs, one version each.",
         "# Written by tools/lock/light_env.py (do not edit by hand; run it again); the Makefile installs with",
@@ -79,6 +84,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if constraints.txt is not what a resolve writes")
     parser.add_argument("--venv", type=Path, help="compare this venv's packages with constraints.txt")
+    parser.add_argument("--upgrade", action="store_true", help="resolve every package afresh (default: keep the "
+                        "versions constraints.txt holds)")
     parser.add_argument("--out", type=Path, default=LOCK)
     args = parser.parse_args()
     if args.venv:
@@ -87,7 +94,15 @@ def main() -> int:
             print(problem, file=sys.stderr)
         print(f"{args.venv}: {'differs from' if problems else 'matches'} {args.out.name}")
         return 1 if problems else 0
-    text = "\n".join(lock_lines()) + "\n"
+    keep = read_lock(args.out) if args.out.is_file() and not args.upgrade else None
+    try:
+        text = "\n".join(lock_lines(keep)) + "\n"
+    except SystemExit as err:  # pip could not resolve (pip_resolve.resolve says why)
+        if keep is None:
+            raise
+        print(f"{err}\nthe versions {args.out.name} holds do not resolve with pyproject.toml's pins: run again "
+              "with --upgrade", file=sys.stderr)
+        return 1
     return write_or_check(args.out, text, "tools/lock/light_env.py", args.check)
 
 
