@@ -34,11 +34,10 @@ install-dev: $(BIN)/.installed-dev
 demo: $(BIN)/.installed
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) --resources gpu=1
 
-# Two pytest-xdist workers, whole modules each (a module's pipeline fixture runs once), in collection order
-# (tests/conftest.py puts the modules that need the session's demo build last). TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 2
+# One process: two pytest-xdist workers (and the demo built beside them) made it slower on two cores: 30 min,
+# each Ray and torch job about three times slower (benchmarks/test_suite_time.sh at commit 4a5444c).
 test: $(BIN)/.installed-dev
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -ra
 
 lint: $(BIN)/.installed-dev
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --lint

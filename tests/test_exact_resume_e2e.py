@@ -11,8 +11,9 @@ start afresh, the old run kept aside.
 
 One interrupted chain, not one run per moment: each moment still kills the trainer where it stands, and a resume
 that is not exact at any of them shows in the final outputs (which attempt did what is in the failure message).
-The runs start from a copy of the session's finished demo (tests/conftest.py) with its runs forgotten and its
-caches kept: they train from scratch on the shared demo model, data and warm start.
+The uninterrupted run is the session's finished demo (tests/conftest.py; two builds of it, in other directories
+and at other times, are byte-identical); the chain trains the same shipped config from scratch in a copy of it,
+its training forgotten and its caches (demo model, data, warm start, base evaluation) kept.
 """
 
 from __future__ import annotations
@@ -34,25 +35,22 @@ import yaml
 from mileage.attempts import read_attempts
 from mileage.provenance import for_experiment, result_view
 from mileage.status import statuses
-from pipeline_helpers import (SNAKEMAKE, checkpoints, copy_finished, edit_config, job_processes, keep_only_caches,
-                              rollout_steps, snakemake)
+from pipeline_helpers import (ROOT, SNAKEMAKE, checkpoints, copy_finished, edit_config, job_processes, rollout_steps,
+                              snakemake)
 from run_checks import assert_terminal_informs
 
 pytestmark = pytest.mark.slow
 
-NUM_ROLLOUT, SAVE_INTERVAL, EVAL_INTERVAL = 8, 2, 2
+DEMO = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["experiments"]["demo"]  # as shipped
+NUM_ROLLOUT, SAVE_INTERVAL = DEMO["rollout"]["num_rollout"], DEMO["train"]["save_interval"]
+EVAL_AT = 2 * DEMO["eval"]["interval"] - 1  # the second in-training eval: after a checkpoint was resumed from
+SMALLER = NUM_ROLLOUT - SAVE_INTERVAL  # a num_rollout with a checkpoint
+NOT_SAVED = 3  # one without
 TARGETS = [f"results/demo/metrics/{kind}.tsv" for kind in ("rollout", "train", "eval")] + [
     "results/demo/report/summary.json"]
 COMPARED = TARGETS + ["results/demo/train/eval_samples.jsonl", "results/demo/eval/arith/final.samples.jsonl"]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 LOCKED = "Directory cannot be locked"
-
-
-def shorten(config: dict) -> None:
-    demo = config["experiments"]["demo"]  # its warm start (shared, cached) leaves GRPO reward signal to learn from
-    demo["rollout"]["num_rollout"] = NUM_ROLLOUT
-    demo["train"]["save_interval"] = SAVE_INTERVAL
-    demo["eval"]["interval"] = EVAL_INTERVAL
 
 
 def outputs(repo: Path) -> dict[str, bytes]:
@@ -111,8 +109,8 @@ MOMENTS = [
     Moment("before the first checkpoint", lambda run, t0: last_rollout(run) >= 0 and not checkpoints(run),
            "kill the job"),
     Moment("right after a checkpoint", lambda run, t0: complete(run) == 1, "ctrl-c"),
-    # Right after the eval at rollout 3: before, during or after the save of the checkpoint at rollout 4.
-    Moment("right after an in-training eval", lambda run, t0: 3 in evaluated_since(run, t0), "kill the job",
+    # Right after an in-training eval: before, during or after the save of the checkpoint that follows it.
+    Moment("right after an in-training eval", lambda run, t0: EVAL_AT in evaluated_since(run, t0), "kill the job",
            watch_status=True),
     Moment("in the last rollouts", lambda run, t0: last_rollout(run) >= NUM_ROLLOUT - 2
            and complete(run) == NUM_ROLLOUT // SAVE_INTERVAL - 1, "kill snakemake"),
@@ -181,12 +179,8 @@ def interrupted(repo: Path, moment: Moment, log: Path) -> Attempt:
 
 @pytest.fixture(scope="module")
 def reference(finished_demo, tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
-    """A scratch copy and the outputs of its uninterrupted run."""
-    repo = copy_finished(finished_demo, tmp_path_factory.mktemp("exact") / "repo")
-    keep_only_caches(repo)
-    edit_config(repo, shorten)
-    snakemake(repo, *TARGETS)
-    return repo, outputs(repo)
+    """A scratch copy of the finished demo, and the outputs of that uninterrupted run."""
+    return copy_finished(finished_demo, tmp_path_factory.mktemp("exact") / "repo"), outputs(finished_demo)
 
 
 def fresh_training(repo: Path) -> None:
@@ -311,17 +305,17 @@ def test_a_forced_rerun_of_a_finished_training_trains_nothing_more(reference, li
 def test_a_smaller_num_rollout_ends_at_its_checkpoint_and_other_edits_start_afresh(life):
     repo = life[0]
     run = repo / "results" / "demo" / "run"
-    edit_config(repo, lambda c: c["experiments"]["demo"]["rollout"].update(num_rollout=4))
+    edit_config(repo, lambda c: c["experiments"]["demo"]["rollout"].update(num_rollout=SMALLER))
     snakemake(repo, *TARGETS)
     done = json.loads((repo / "results/demo/train/done.json").read_text())
-    assert done["rollouts_logged"] == 4
-    assert rollout_steps(repo / "results/demo/train/events.jsonl") == [0, 1, 2, 3]
-    assert "complete at rollout 4" in (repo / "results/demo/logs/train.log").read_text()
+    assert done["rollouts_logged"] == SMALLER
+    assert rollout_steps(repo / "results/demo/train/events.jsonl") == list(range(SMALLER))
+    assert f"complete at rollout {SMALLER}" in (repo / "results/demo/logs/train.log").read_text()
     assert not list(run.parent.glob("run.superseded-*")), "the longer run is kept where it is"
-    # Not on a checkpoint (save_interval 2): start afresh, the old run kept aside.
-    edit_config(repo, lambda c: c["experiments"]["demo"]["rollout"].update(num_rollout=3))
+    # Not on a checkpoint: start afresh, the old run kept aside.
+    edit_config(repo, lambda c: c["experiments"]["demo"]["rollout"].update(num_rollout=NOT_SAVED))
     snakemake(repo, "results/demo/train/done.json")
-    assert "has no checkpoint at rollout 3" in (repo / "results/demo/logs/train.log").read_text()
+    assert f"has no checkpoint at rollout {NOT_SAVED}" in (repo / "results/demo/logs/train.log").read_text()
     assert len(list(run.parent.glob("run.superseded-*"))) == 1
     # A changed training configuration: afresh too, the run it replaces kept aside with its checkpoints.
     old_checkpoints = checkpoints(run)
@@ -330,4 +324,4 @@ def test_a_smaller_num_rollout_ends_at_its_checkpoint_and_other_edits_start_afre
     aside = sorted(run.parent.glob("run.superseded-*"), key=lambda p: p.stat().st_mtime)
     assert len(aside) == 2 and checkpoints(aside[-1]) == old_checkpoints
     assert "[mileage] resuming from" not in (run / "job.log").read_text()
-    assert rollout_steps(run / "events.jsonl") == list(range(3))
+    assert rollout_steps(run / "events.jsonl") == list(range(NOT_SAVED))
