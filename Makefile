@@ -9,10 +9,11 @@ CORES ?= all
 # The venv is rebuilt when the pins change. Every package comes at the version constraints.txt locks
 # (tools/lock/light_env.py writes it; `python tools/lock/light_env.py --venv .venv` compares a venv with it).
 # torch is locked to the CPU build; on a GPU box install the matching CUDA wheel of the same version first
-# (README: "GPU boxes"). --no-compile: Python writes bytecode on first import, for the modules a run uses;
-# compiling all of torch, ray and transformers up front was about 80 of the 130 s an install took here.
+# (README: "GPU boxes"). pip compiles the bytecode at install: keep it (no --no-compile), since where
+# PYTHONDONTWRITEBYTECODE is set (as on this project's machines) nothing would ever write it, and every process
+# would compile torch, ray and transformers from source at each import (a test suite ran 2x slower).
 LOCK := constraints.txt
-PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile -c $(LOCK)
+PIP_INSTALL := $(BIN)/python -m pip install --quiet -c $(LOCK)
 define make_venv
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) pip setuptools
@@ -34,10 +35,11 @@ install-dev: $(BIN)/.installed-dev
 demo: $(BIN)/.installed
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) --resources gpu=1
 
-# One process: two pytest-xdist workers (and the demo built beside them) made it slower on two cores: 30 min,
-# each Ray and torch job about three times slower (benchmarks/test_suite_time.sh at commit 4a5444c).
+# Two pytest-xdist workers, whole modules each (a module's pipeline fixture runs once), in collection order
+# (tests/conftest.py puts the modules that need the session's demo build last). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: $(BIN)/.installed-dev
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -ra
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 lint: $(BIN)/.installed-dev
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --lint
