@@ -229,7 +229,10 @@ def test_a_killed_ray_head_or_job_wrapper_takes_the_job_along_and_leaves_no_ray_
         lifeline_pid = _stat(job)[0]
         wrapper = _stat(lifeline_pid)[0]  # Ray's `/bin/sh -c ENTRYPOINT`
         # The job's ancestors: the wrapper, Ray's supervisor, the raylet, `ray start --head --block`, our script.
-        head_pid = next(pid for pid, _, what in ancestors(job) if "start --head --block" in what)
+        # Read each ancestor's whole command line: the lifeline's `what` is cut short, and a long venv path (a
+        # scratch clone's) pushed `start --head --block` out of it.
+        head_pid = next(pid for pid, _, _ in ancestors(job)
+                        if {b"start", b"--head", b"--block"} <= set(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")))
         temp_dir = Path(f"/proc/{head_pid}/cmdline").read_bytes().split(b"\0")
         temp_dir = temp_dir[temp_dir.index(b"--temp-dir") + 1].decode()
         out_so_far: list[str] = []
