@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from mileage.atomic import write_jsonl
 from mileage.engines.local.checkpoints import complete_checkpoints, set_aside_unusable, write_manifest
 from mileage.launch.lifeline import _cmdline, _stat, ancestors
 from mileage.run_dir import RunDirLocked, run_dir_lock
@@ -242,7 +241,7 @@ def test_a_killed_ray_head_or_job_wrapper_takes_the_job_along_and_leaves_no_ray_
         assert proc.returncode != 0
         assert wait_gone(job), f"the job outlived the {victim}"
         if victim == "head":
-            assert f"the Ray head at http://127.0.0.1:" in out and "died" in out, out[-3000:]
+            assert "the Ray head at http://127.0.0.1:" in out and "died" in out, out[-3000:]
             assert "lost contact" not in out
         deadline = time.monotonic() + 30
         while ray_processes_of(temp_dir) and time.monotonic() < deadline:
