@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,9 @@ def tiny_setup(tmp_path_factory):
     return root
 
 
+_ABSENT = object()
+
+
 def tiny_spec(root: Path, run_dir: Path, num_rollout: int) -> dict:
     spec = make_spec(run_dir, **{"rollout.num_rollout": num_rollout, "train.save_interval": 1})
     spec["model_path"] = str(root / "model")
@@ -138,7 +142,14 @@ def run_job(spec: dict, tmp_path: Path) -> None:
 
     spec_path = tmp_path / f"spec-{spec['rollout']['num_rollout']}.json"
     spec_path.write_text(json.dumps(spec))
-    assert main([str(spec_path)]) == 0
+    wandb_before = sys.modules.get("wandb", _ABSENT)
+    try:
+        assert main([str(spec_path)]) == 0
+    finally:
+        # The job hides wandb from its process when tracking is off (wandb_import.settle_wandb); here that process
+        # is the test worker, whose later tests import wandb.
+        if wandb_before is _ABSENT:
+            sys.modules.pop("wandb", None)
 
 
 def seeded_metrics(run: Path) -> list:

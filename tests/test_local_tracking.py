@@ -30,7 +30,6 @@ def test_tensorboard_event_files_hold_the_canonical_metrics(tmp_path):
 
 
 def test_wandb_runs_offline_without_a_key_and_the_spec_never_holds_one(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_SILENT", "true")
     trackers = Trackers(tmp_path, {"wandb": True, "wandb_project": "p", "wandb_group": "g"}, "demo", {"seed": 1})
@@ -60,7 +59,6 @@ def test_with_wandb_off_the_trainer_hides_it_so_transformers_never_imports_it():
     """TRL imports wandb whenever transformers says it is available, and that import after torch cost 17 s of every
     training start (mileage.engines.local.wandb_import). transformers' `is_wandb_available` asks
     importlib.util.find_spec first: hidden, wandb is not found, and importing it fails."""
-    pytest.importorskip("wandb")
     out = _in_fresh_python(
         "import importlib.util, sys\n"
         "from mileage.engines.local.wandb_import import settle_wandb\n"
@@ -75,7 +73,6 @@ def test_with_wandb_off_the_trainer_hides_it_so_transformers_never_imports_it():
 
 
 def test_with_wandb_on_the_trainer_imports_it_before_torch():
-    pytest.importorskip("wandb")
     out = _in_fresh_python(
         "import sys\n"
         "from mileage.engines.local.wandb_import import settle_wandb\n"
