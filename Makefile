@@ -8,16 +8,20 @@ CORES ?= all
 
 # The venv is rebuilt when the pins change. Every package comes at the version constraints.txt locks
 # (tools/lock/light_env.py writes it; `python tools/lock/light_env.py --venv .venv` compares a venv with it).
-# torch is locked to the CPU build; on a GPU box install the matching CUDA wheel of the same version first
-# (README: "GPU boxes"). pip compiles the bytecode at install: keep it (no --no-compile), since where
-# PYTHONDONTWRITEBYTECODE is set (as on this project's machines) nothing would ever write it, and every process
-# would compile torch, ray and transformers from source at each import (a test suite ran 2x slower).
+# pip installs the tools and torch: it knows where torch's CPU build lies (the project's machines carry the
+# wheel and configure pip with it; elsewhere PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu). uv
+# then installs everything else from the same lock, torch already satisfied: 70 s instead of pip's 125 s on the
+# 2-core box (docs/testing.md). On a GPU box install the matching CUDA wheel first (README: "Environments").
+# The bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set (as on this project's machines)
+# nothing would ever write it, and every process would compile torch, ray and transformers at each import (a
+# test suite ran 2x slower).
 LOCK := constraints.txt
 PIP_INSTALL := $(BIN)/python -m pip install --quiet -c $(LOCK)
+UV_INSTALL := $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -c $(LOCK)
 define make_venv
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) pip setuptools
-	$(PIP_INSTALL) -e '.$(1)'
+	$(PIP_INSTALL) pip setuptools uv torch
+	$(UV_INSTALL) -e '.$(1)'
 endef
 
 $(BIN)/.installed: pyproject.toml $(LOCK)

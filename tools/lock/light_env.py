@@ -6,7 +6,8 @@
     python tools/lock/light_env.py --check       # resolve again and fail if constraints.txt would change
     python tools/lock/light_env.py --venv .venv  # compare an installed venv with constraints.txt
 
-The Makefile installs with `pip install -c constraints.txt`, so a fresh venv holds exactly these versions
+The Makefile installs with `pip install -c constraints.txt` (the tools and torch) and `uv pip install -c
+constraints.txt` (the rest), so a fresh venv holds exactly these versions
 (`--venv` shows it). pip resolves `.[dev]` (pyproject.toml's pins and all they pull in) plus pip and
 setuptools as this machine's pip is set up: on the project's machines torch comes as the CPU build
 (`2.13.0+cpu`) from the wheel the machine carries; elsewhere point pip at PyPI's CPU index for torch
@@ -27,13 +28,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pip_resolve import normalise, resolve, write_or_check  # noqa: E402
+from pip_resolve import UV_VERSION, normalise, resolve, write_or_check  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "constraints.txt"
 SELF = "mileage"
-# Installed into the venv by the Makefile besides the project (pip is upgraded; setuptools comes with the venv).
-TOOLS = ["pip", "setuptools"]
+# Installed into the venv by the Makefile besides the project (pip is upgraded; setuptools comes with the venv;
+# uv installs the project, the same uv that resolves the miles lock).
+TOOLS = ["pip", "setuptools", f"uv=={UV_VERSION}"]
 
 
 def lock_lines(keep: dict[str, str] | None = None) -> list[str]:
@@ -42,7 +44,7 @@ def lock_lines(keep: dict[str, str] | None = None) -> list[str]:
     header = [
         "# The light environment (make demo / make test): every package the Makefile installs, one version each.",
         "# Written by tools/lock/light_env.py (do not edit by hand; run it again); the Makefile installs with",
-        f"# pip -c constraints.txt. Resolved for CPython {sys.version_info[0]}.{sys.version_info[1]} on "
+        f"# pip/uv -c constraints.txt. Resolved for CPython {sys.version_info[0]}.{sys.version_info[1]} on "
         f"{platform.system().lower()} {platform.machine()}; torch is the CPU build.",
     ]
     return header + [f"{r.name}=={r.version}" for r in resolved if r.name != SELF]
