@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 # Sentinel credentials in the environment of the session's demo run (tests/conftest.py): no file it writes may
-# hold them. test_secrets_e2e sets the same ones, so its scan of a copied tree covers the shared run's files too.
+# hold them. test_short_runs_e2e sets the same ones, so its scan of a copied tree covers the shared run's files too.
 DEMO_SECRETS = {"HF_TOKEN": "hf_mileageTestSecret0123456789", "WANDB_API_KEY": "wandbMileageTestSecret9876543210"}
 
 

@@ -29,12 +29,21 @@ def test_tensorboard_event_files_hold_the_canonical_metrics(tmp_path):
     assert not (tmp_path / "wandb").exists()  # W&B only when tracking.wandb is on
 
 
-def test_wandb_runs_offline_without_a_key_and_the_spec_never_holds_one(tmp_path, monkeypatch):
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    trackers = Trackers(tmp_path, {"wandb": True, "wandb_project": "p", "wandb_group": "g"}, "demo", {"seed": 1})
-    trackers.log(MetricEvent("train", 0, {"train/loss": 0.1}))
-    trackers.close()
+def test_wandb_runs_offline_without_a_key_and_the_spec_never_holds_one(tmp_path):
+    # In a fresh process, wandb imported first as the trainer does (wandb_import.settle_wandb): imported after the
+    # torch and transformers that earlier tests loaded here, it takes 40 s.
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}
+    _in_fresh_python(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from mileage.engines.local.wandb_import import settle_wandb\n"
+        "settle_wandb(True)\n"
+        "from mileage.engines.local.tracking import Trackers\n"
+        "from mileage.metrics.events import MetricEvent\n"
+        "trackers = Trackers(Path(sys.argv[1]), {'wandb': True, 'wandb_project': 'p', 'wandb_group': 'g'}, 'demo', "
+        "{'seed': 1})\n"
+        "trackers.log(MetricEvent('train', 0, {'train/loss': 0.1}))\n"
+        "trackers.close()\n", str(tmp_path), env={**env, "WANDB_SILENT": "true"})
     offline = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
     train = {"name": "demo", "data": {"eval": {"name": "arith"}, "apply_chat_template": False}, "eval": {"interval": None},
@@ -49,8 +58,8 @@ def test_wandb_runs_offline_without_a_key_and_the_spec_never_holds_one(tmp_path,
     assert "sentinel-wandb-key" not in repr(spec)
 
 
-def _in_fresh_python(code: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+def _in_fresh_python(code: str, *args: str, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.strip()
 

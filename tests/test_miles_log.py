@@ -5,8 +5,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import re
-import sys
-import types
 from pathlib import Path
 
 import pytest

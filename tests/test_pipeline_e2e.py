@@ -142,24 +142,6 @@ def test_adding_an_evaluation_set_evaluates_it_and_trains_nothing(demo_copy):
                                        "summarize": 1, "report": 1, "plots": 1, "all": 1}
 
 
-def test_a_sweep_point_trains_evaluates_and_joins_the_comparison(demo_copy):
-    """A sweep's points run end to end beside the finished demo (short: two rollouts), sharing its model, data,
-    warm start and base evaluation; the comparison takes them as experiments."""
-    edit_config(demo_copy, lambda c: c["experiments"].update(
-        {"short": {"extends": "demo", "sweep": {"rollout.num_rollout": [2]}, "train": {"save_interval": 2},
-                   "eval": {"interval": 1}}}))
-    point = "short~rollout.num_rollout=2"
-    jobs = planned_jobs(demo_copy)
-    assert jobs["train"] == 1 and "eval_base" not in jobs and "warm_start" not in jobs
-    snakemake(demo_copy, timeout=1800)
-    results = demo_copy / "results"
-    summary = json.loads((results / point / "report" / "summary.json").read_text())
-    assert summary["experiment"] == point
-    scores = (results / "compare" / "final_scores.tsv").read_text()
-    assert f"\n{point}\t" in scores and "\ndemo\t" in scores
-    assert planned_jobs(demo_copy) == {}
-
-
 def test_the_demo_run_prints_one_line_per_rollout_and_at_most_200_lines(demo):
     terminal = demo.parent / "terminal.txt"
     if not terminal.is_file():

@@ -1,10 +1,9 @@
 """Replicate seeds: config errors naming the key, the job graph sharing what does not depend on the RL seed, the
-aggregate of real per-seed summaries, and (slow) a two-seed demo end to end."""
+aggregate of real per-seed summaries. Two seeds end to end: tests/test_short_runs_e2e.py."""
 
 from __future__ import annotations
 
 import copy
-import json
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from mileage.config import ConfigError, ExperimentResolver, fingerprint
 from mileage.evaluation.replicates import ReplicateError, aggregate_summaries
 from mileage.evaluation.stats import summary_document
 from mileage.layout import Layout, expand_replicates, replicate_name
-from pipeline_helpers import ROOT, copy_repo, edit_config, keep_only_caches, planned_jobs, snakemake
+from pipeline_helpers import ROOT, copy_repo, edit_config, planned_jobs, snakemake
 
 CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
@@ -125,58 +124,3 @@ def test_replicates_on_different_problems_are_refused_naming_the_seeds():
     summaries[1]["final"]["per_problem"][0]["problem_id"] = "other"
     with pytest.raises(ReplicateError, match="seed 1 and seed 2"):
         aggregate_summaries("demo", [1, 2], summaries)
-
-
-# ---- end to end ---------------------------------------------------------------------------------------------
-
-@pytest.mark.slow
-def test_two_seed_demo_end_to_end(demo_copy):
-    """From the finished demo's caches (its model, training data and warm start are reused), two short seeds."""
-    repo = demo_copy
-    keep_only_caches(repo)
-
-    def short(config):
-        demo = config["experiments"]["demo"]
-        demo.update(seeds=[1, 2])
-        demo["rollout"].update(num_rollout=2)
-        demo["train"].update(save_interval=2)
-        demo["eval"].update(interval=1)
-        demo["eval"].update(n_samples_per_prompt=2)
-        demo["base_eval"].update(n_samples_per_prompt=4)
-        demo["final_eval"].update(n_samples_per_prompt=4)
-        demo["data"]["eval"]["demo"].update(n_problems=8)
-        # A second evaluation set, evaluated and aggregated under its own name.
-        demo["data"]["eval"] = [demo["data"]["eval"], {"name": "sub", "source": "demo",
-                                                       "demo": {"n_problems": 4, "seed": 3, "operations": ["-"]}}]
-        demo["eval"]["sets"] = ["arith", "sub"]  # both evaluated inside training too
-    edit_config(repo, short)
-    base_evals = len(list((repo / "results" / "cache" / "base-eval").glob("*.samples.jsonl")))
-    snakemake(repo, timeout=1800)
-    results = repo / "results" / "demo"
-    for seed in (1, 2):
-        run = results / "seeds" / str(seed)
-        for rel in ("metrics/rollout.tsv", "report/summary.json", "report/report.md", "report/figures/reward.png"):
-            assert (run / rel).is_file(), rel
-        assert json.loads((run / "report" / "summary.json").read_text())["experiment"] == f"demo/seeds/{seed}"
-    agg = json.loads((results / "report" / "summary.json").read_text())
-    assert agg["seeds"] == [1, 2] and agg["replicates"] == {"1": "seeds/1", "2": "seeds/2"}
-    k = agg["k"]
-    per_seed = [json.loads((results / "seeds" / s / "report" / "summary.json").read_text()) for s in ("1", "2")]
-    assert agg["final"]["metrics"][f"avg@{k}"]["per_seed"] == [s["final"]["metrics"][f"avg@{k}"]["value"]
-                                                               for s in per_seed]
-    assert set(agg["paired"]) >= {f"avg@{k}", f"pass@{k}"}
-    for name in ("reward", "eval", "final_scores", "pass_at_k"):
-        assert (results / "report" / "figures" / f"{name}.png").is_file(), name
-    assert (results / "report" / "report.md").is_file() and (results / "metrics" / "rollout.tsv").is_file()
-    sub = json.loads((results / "eval" / "sub" / "summary.json").read_text())
-    assert sub["dataset"] == "sub" and sub["seeds"] == [1, 2] and sub["final"]["n_problems"] == 4
-    assert (results / "report" / "figures" / "pass_at_k_sub.png").is_file()
-    assert "## Evaluation set `sub`" in (results / "report" / "report.md").read_text()
-    eval_table = (results / "seeds" / "1" / "metrics" / "eval.tsv").read_text().splitlines()[0].split("\t")
-    assert "eval/arith" in eval_table and "eval/sub" in eval_table  # both sets evaluated in training
-    assert list((results / "seeds" / "1" / "run" / "tensorboard").glob("*tfevents*"))
-    # The two seeds trained separately (their own run dirs), from one shared base evaluation.
-    assert (results / "seeds" / "1" / "run").is_dir() and (results / "seeds" / "2" / "run").is_dir()
-    assert len(list((repo / "results" / "cache" / "base-eval").glob("*.samples.jsonl"))) == base_evals + 2  # a set each
-    assert (repo / "results" / "compare" / "final_scores.tsv").read_text().count("\ndemo\t") == 1
-    assert planned_jobs(repo) == {}

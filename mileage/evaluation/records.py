@@ -6,7 +6,6 @@ reward, response_length, truncated, response. Extra keys are kept.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterable

@@ -7,13 +7,10 @@ mapping gives. Works for a single experiment too.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 
 from mileage.atomic import write_text
 from mileage.evaluation.comparison import COLUMNS, comparison_rows, significantly_best
