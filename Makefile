@@ -11,7 +11,8 @@ CORES ?= all
 # pip installs the tools and torch: it knows where torch's CPU build lies (the project's machines carry the
 # wheel and configure pip with it; elsewhere PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu). uv
 # then installs everything else from the same lock, torch already satisfied: 70 s instead of pip's 125 s on the
-# 2-core box (docs/testing.md). On a GPU box install the matching CUDA wheel first (README: "Environments").
+# 2-core box (docs/testing.md). On a GPU box install the matching CUDA wheel first (docs/reference.md,
+# "Environments").
 # The bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set (as on this project's machines)
 # nothing would ever write it, and every process would compile torch, ray and transformers at each import (a
 # test suite ran 2x slower).
