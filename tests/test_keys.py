@@ -7,7 +7,6 @@ unread (a declared but unread key would rerun a rule for nothing)."""
 from __future__ import annotations
 
 import copy
-import sys
 from pathlib import Path
 
 import pytest

@@ -53,7 +53,7 @@ def fake_training(config: Path, name: str, rollouts: int, evals: dict[int, float
         append_event(run / "events.jsonl", MetricEvent("rollout", r, {"rollout/raw_reward": r / 10}))
         append_event(run / "events.jsonl", MetricEvent("perf", r, {"perf/step_time": 3.0}))
         if r in evals:
-            append_event(run / "events.jsonl", MetricEvent("eval", r, {f"eval/arith": evals[r],
+            append_event(run / "events.jsonl", MetricEvent("eval", r, {"eval/arith": evals[r],
                                                                        "eval/arith/truncated": 0.0}))
     if checkpoint_at:
         saved = run / "checkpoints" / f"checkpoint-{checkpoint_at}"  # the demo: one optimizer step per rollout

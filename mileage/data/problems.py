@@ -6,7 +6,6 @@ miles prints and skips rows it cannot decode; here a bad row is an error naming 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path

@@ -6,7 +6,6 @@ a non-empty string, `id` = `<id_prefix>-<0-based row>`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
