@@ -42,6 +42,8 @@ def test_grpo_config_maps_every_knob(tmp_path):
     # optimizer steps per rollout = generation batch / global batch = num_steps_per_rollout
     assert cfg.steps_per_generation // cfg.gradient_accumulation_steps == 2
     assert cfg.max_steps == 10 and cfg.num_iterations == 1
+    # Off, and set by its transformers-5 name (TRL defaults it on; the old name warns FutureWarning).
+    assert cfg.activation_checkpointing is False and cfg.gradient_checkpointing is False
     assert cfg.save_strategy == "steps" and cfg.save_steps == 4 and cfg.save_total_limit is None
     assert cfg.epsilon == 0.2 and cfg.epsilon_high == 0.28
     assert cfg.beta == 0.0 and cfg.loss_type == "grpo" and cfg.entropy_coef == 0.0

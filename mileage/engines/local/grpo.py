@@ -147,7 +147,7 @@ def build_grpo_config(spec: dict, output_dir: str | os.PathLike):
         use_cpu=device == "cpu",
         bf16=bf16,
         fp16=False,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,  # transformers 5: the name gradient_checkpointing is a deprecated alias
         model_init_kwargs={"dtype": "float32" if not bf16 else "bfloat16"},
         # checkpoints: every save_interval rollouts, and at the last step (Trainer does that for "steps")
         save_strategy="steps",
