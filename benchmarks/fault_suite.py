@@ -35,6 +35,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from pipeline_helpers import SNAKEMAKE, copy_repo, edit_config  # noqa: E402
 from test_exact_resume_e2e import TARGETS, outputs  # noqa: E402
 
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
 
 def shorten(config: dict) -> None:
     """Six rollouts, a checkpoint and an eval every two: faults land between and on them, and a trial is short."""
@@ -42,8 +44,6 @@ def shorten(config: dict) -> None:
     demo["rollout"]["num_rollout"] = 6
     demo["train"]["save_interval"] = 2
     demo["eval"]["interval"] = 2
-
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 
 
 # ---- processes ----------------------------------------------------------------------------------------------------

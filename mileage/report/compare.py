@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-
 from mileage.atomic import write_text
 from mileage.evaluation.comparison import COLUMNS, comparison_rows, significantly_best
 from mileage.report import latex

@@ -3,7 +3,6 @@ the memory preflight that runs before any download."""
 
 from __future__ import annotations
 
-
 from mileage.atomic import write_text
 from mileage.engines import engine_of
 from mileage.fetch.hf_snapshot import fetch_snapshot
